@@ -1,0 +1,330 @@
+"""The recipe AST: immutable attrs classes, each carrying the source span it came from.
+
+Spans take no part in equality, so two parses of differently formatted text compare equal when
+they mean the same recipe (the formatter's round-trip property relies on that).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import attrs
+
+
+@attrs.frozen
+class Span:
+    """A region of one source file; lines and columns are 1-based, the end is exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+NOWHERE = Span("<builtin>", 1, 1, 1, 1)
+
+
+def _span():
+    return attrs.field(default=NOWHERE, eq=False, repr=False, kw_only=True)
+
+
+# ---- expressions ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Name:
+    """An identifier, declared or referenced, with its own span for precise carets."""
+
+    text: str
+    span: Span = _span()
+
+
+@attrs.frozen
+class Num:
+    value: Union[int, float]
+    text: str  # as written, so `5e-4` prints back as `5e-4`
+    span: Span = _span()
+
+
+@attrs.frozen
+class Str:
+    value: str
+    span: Span = _span()
+
+
+@attrs.frozen
+class Bool:
+    value: bool
+    span: Span = _span()
+
+
+@attrs.frozen
+class NoneLit:
+    span: Span = _span()
+
+
+@attrs.frozen
+class ListExpr:
+    items: tuple
+    span: Span = _span()
+
+
+@attrs.frozen
+class Ref:
+    """`a.b[c].d`: a head name followed by attribute names (Name) and index expressions."""
+
+    head: Name
+    trail: tuple = ()
+    span: Span = _span()
+
+    @property
+    def dotted(self) -> str | None:
+        """`a.b.c` when the reference has no index, else None."""
+        if all(isinstance(t, Name) for t in self.trail):
+            return ".".join([self.head.text, *(t.text for t in self.trail)])
+        return None
+
+
+@attrs.frozen
+class KwArg:
+    name: Name
+    value: "Expr"
+    span: Span = _span()
+
+
+@attrs.frozen
+class Comprehension:
+    """`for l in mg.levels: expr`, only as a call argument (`sum(for ...)`, `mean(for ...)`)."""
+
+    var: Name
+    iterable: Ref
+    body: "Expr"
+    span: Span = _span()
+
+
+@attrs.frozen
+class Call:
+    func: Ref
+    args: tuple = ()  # expressions and comprehensions
+    kwargs: tuple = ()  # KwArg
+    span: Span = _span()
+
+    @property
+    def name(self) -> str:
+        return self.func.dotted or self.func.head.text
+
+    def kwarg(self, key: str):
+        return next((k for k in self.kwargs if k.name.text == key), None)
+
+
+@attrs.frozen
+class BinOp:
+    op: str  # + - * /
+    left: "Expr"
+    right: "Expr"
+    span: Span = _span()
+
+
+@attrs.frozen
+class Neg:
+    operand: "Expr"
+    span: Span = _span()
+
+
+@attrs.frozen
+class Arrow:
+    """`a -> b`: a value moving from a to b (schedules)."""
+
+    start: "Expr"
+    end: "Expr"
+    span: Span = _span()
+
+
+@attrs.frozen
+class Range:
+    """`a..b`: an interval of epochs."""
+
+    start: "Expr"
+    end: "Expr"
+    span: Span = _span()
+
+
+Expr = Union[Num, Str, Bool, NoneLit, ListExpr, Ref, Call, BinOp, Neg, Arrow, Range]
+
+
+# ---- statements ----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Version:
+    number: int
+    span: Span = _span()
+
+
+@attrs.frozen
+class Title:
+    text: str
+    span: Span = _span()
+
+
+@attrs.frozen
+class Use:
+    path: str
+    span: Span = _span()
+
+
+@attrs.frozen
+class Checkpoint:
+    """Where weights come from: a file, or the result of an earlier stage of this recipe."""
+
+    path: str | None = None
+    stage: Name | None = None
+    span: Span = _span()
+
+
+@attrs.frozen
+class Data:
+    name: Name | None  # None: the recipe's default data set, called `data`
+    source: Call
+    span: Span = _span()
+
+
+@attrs.frozen
+class Model:
+    name: Name
+    source: Call
+    checkpoint: Checkpoint | None = None
+    frozen: bool = False
+    span: Span = _span()
+
+
+@attrs.frozen
+class Tap:
+    name: Name
+    model: Name
+    layer: Name  # module path, possibly with `#k`, or `output`
+    span: Span = _span()
+
+
+@attrs.frozen
+class Level:
+    name: Name
+    kwargs: tuple = ()
+    span: Span = _span()
+
+
+@attrs.frozen
+class Granularity:
+    name: Name
+    tap: Name
+    levels: tuple = ()
+    mirrors: Name | None = None
+    checkpoint: Checkpoint | None = None
+    span: Span = _span()
+
+
+@attrs.frozen
+class Branch:
+    name: Name
+    tap: Name
+    source: Call
+    checkpoint: Checkpoint | None = None
+    span: Span = _span()
+
+
+@attrs.frozen
+class Schedule:
+    name: Name
+    value: Expr
+    span: Span = _span()
+
+
+@attrs.frozen
+class Excite:
+    name: Name
+    value: Expr
+    span: Span = _span()
+
+
+@attrs.frozen
+class Loss:
+    name: Name
+    value: Expr
+    span: Span = _span()
+
+
+@attrs.frozen
+class Train:
+    names: tuple
+    span: Span = _span()
+
+
+@attrs.frozen
+class Optimizer:
+    call: Call
+    span: Span = _span()
+
+
+@attrs.frozen
+class Lr:
+    call: Call
+    span: Span = _span()
+
+
+@attrs.frozen
+class Losses:
+    names: tuple
+    span: Span = _span()
+
+
+@attrs.frozen
+class Stage:
+    name: Name
+    kwargs: tuple = ()
+    items: tuple = ()
+    span: Span = _span()
+
+    def of(self, kind):
+        return [item for item in self.items if isinstance(item, kind)]
+
+
+@attrs.frozen
+class Report:
+    metrics: tuple  # Name
+    split: Name
+    select: Name | None = None  # best | last
+    select_split: Name | None = None
+    noise: ListExpr | None = None
+    span: Span = _span()
+
+
+@attrs.frozen
+class Runtime:
+    kwargs: tuple = ()
+    span: Span = _span()
+
+
+Statement = Union[
+    Title, Use, Data, Model, Tap, Granularity, Branch, Schedule, Excite, Loss, Stage, Report, Runtime
+]
+
+
+@attrs.frozen
+class Comment:
+    text: str  # including the leading '#'
+    span: Span = _span()
+
+
+@attrs.frozen
+class Recipe:
+    """One parsed file: its statements in order and its comments (kept for the formatter)."""
+
+    file: str
+    version: Version | None = None
+    statements: tuple = ()
+    comments: tuple = attrs.field(default=(), eq=False)
+    span: Span = _span()

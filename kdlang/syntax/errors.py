@@ -1,0 +1,223 @@
+"""Turn lark's parse errors into friendly, positioned diagnostics.
+
+Common slips are recognised by example (lark's `match_examples`: a bad input that fails in the same
+parser state with the same token gets the same message), the rest by what the parser expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from kdlang.diagnostics import Diagnostic, Note, error
+from kdlang.syntax.ast import NOWHERE, Span
+
+STATEMENT_KEYWORDS = (
+    "kdlang recipe use data model tap granularity branch schedule excite loss stage report runtime"
+).split()
+STAGE_KEYWORDS = "train optimizer lr loss excite losses".split()
+_CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+
+class SyntaxProblem(Exception):
+    """A recipe that does not parse; `diagnostic` says where and why."""
+
+    def __init__(self, message: str, span: Span | None, *, hint=None, notes=()):
+        self.diagnostic: Diagnostic = error(message, span or NOWHERE, hint=hint, notes=notes)
+        super().__init__(message)
+
+
+# Labelled bad inputs. Each class of slip is learnt from its examples, not from parser internals.
+_EXAMPLES = {
+    "missing '=' in a declaration": [
+        "model teacher zoo.cnn_wide()",
+        "tap t teacher.pool",
+        "loss kd kd(a, b)",
+        "schedule s linear(0 -> 1)",
+        "excite e mean(a, b)",
+        "branch b on t linear()",
+    ],
+    "missing ',' between arguments": [
+        "loss x = kd(a b)",
+        "model m = zoo.x(classes=10 in_channels=1)",
+        "loss x = kd(a, b T=4)",
+        "optimizer sgd(lr=0.1 momentum=0.9)",
+        "data fashion_mnist(batch=128 val=5000)",
+    ],
+    "missing ',' between list items": [
+        "lr multistep([1 2])",
+        "schedule s = step(1, at=[1 2])",
+    ],
+    "a tap needs a model and a layer, like `teacher.layer1`": [
+        "tap t = teacher",
+        "tap t = teacher(",
+        "tap t = 1",
+    ],
+}
+
+
+def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
+    """The SyntaxProblem for one lark error: a message, the span of the offending token, a hint."""
+    span = _error_span(exc, text, file)
+
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if char == '"':
+            return SyntaxProblem("unterminated string", span, hint='close the string with `"`')
+        return SyntaxProblem(
+            f"unexpected character {char!r}",
+            span,
+            hint="names use letters, digits and `_`; comments start with `#`",
+        )
+
+    token = getattr(exc, "token", None)
+    at_end = isinstance(exc, UnexpectedEOF) or (token is not None and token.type == "$END")
+    if at_end:
+        opener = _unclosed_bracket(text, file)
+        if opener:
+            char, where = opener
+            return SyntaxProblem(
+                f"unclosed '{char}'",
+                where,
+                hint=f"add the matching '{_CLOSERS[char]}'",
+            )
+        return SyntaxProblem(
+            "the recipe ends in the middle of a statement",
+            span,
+            hint=_expected_hint(exc),
+        )
+
+    label = _match_example(exc)
+    if label == "missing '=' in a declaration":
+        return SyntaxProblem(f"expected '=' before {_describe(token)}", span, hint="a declaration reads `kind NAME = value`")
+    if label is not None and label.startswith("missing ','"):
+        return SyntaxProblem(f"{label}: unexpected {_describe(token)}", span, hint="separate them with ','")
+    if label is not None and label.startswith("a tap"):
+        return SyntaxProblem(label, span, hint="write `tap NAME = MODEL.LAYER`, or MODEL.output for the logits")
+
+    expected = set(getattr(exc, "expected", ()) or ())
+    word = str(token) if token is not None else ""
+    if word == "kdlang":
+        return SyntaxProblem("the version line must come first", span, hint="start the file with `kdlang 1`")
+    if word in ("train", "optimizer", "lr", "losses") and "STAGE" in expected:
+        return SyntaxProblem(
+            f"`{word}` is only allowed inside a stage", span, hint="put it in a `stage NAME(epochs=N) { ... }` block"
+        )
+    if token is not None and token.type == "NAME":
+        words = _keywords_expected(expected)
+        if words:
+            guess = difflib.get_close_matches(str(token), words, n=1, cutoff=0.6)
+            hint = f"did you mean `{guess[0]}`?" if guess else "expected one of: " + ", ".join(sorted(words))
+            return SyntaxProblem(f"unknown keyword `{token}`", span, hint=hint)
+
+    opener = _unclosed_bracket(text[: exc.pos_in_stream], file)
+    if opener and token is not None and _is_statement_start(token):
+        char, where = opener
+        return SyntaxProblem(
+            f"unclosed '{char}' before `{token}`",
+            where,
+            notes=[Note("the next statement starts here", span)],
+            hint=f"add the matching '{_CLOSERS[char]}'",
+        )
+    return SyntaxProblem(f"unexpected {_describe(token)}", span, hint=_expected_hint(exc))
+
+
+def _match_example(exc: UnexpectedInput) -> str | None:
+    try:
+        from kdlang.syntax.parser import _lark  # the same parser, so parser states compare equal
+
+        return exc.match_examples(_lark().parse, _EXAMPLES, use_accepts=True)
+    except Exception:  # a label that cannot be matched is simply not used
+        return None
+
+
+def _error_span(exc: UnexpectedInput, text: str, file: str) -> Span:
+    token = getattr(exc, "token", None)
+    if token is not None and getattr(token, "line", None) is not None and token.type != "$END":
+        end_col = token.end_column if token.end_line == token.line else token.column + 1
+        return Span(file, token.line, token.column, token.line, end_col)
+    line = getattr(exc, "line", None)
+    col = getattr(exc, "column", None)
+    if line is None or line < 1:
+        line, col = _end_position(text)
+    return Span(file, line, col, line, col + 1)
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    lines = text.splitlines() or [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _unclosed_bracket(text: str, file: str):
+    """The innermost bracket left open in `text` (ignoring strings and comments), with its span."""
+    stack = []
+    line, col, i = 1, 1, 0
+    in_string = False
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i, col = i + 2, col + 2
+                continue
+            if ch == '"' or ch == "\n":
+                in_string = False
+        elif ch == "#":
+            while i < len(text) and text[i] != "\n":
+                i += 1
+            continue
+        elif ch == '"':
+            in_string = True
+        elif ch in _CLOSERS:
+            stack.append((ch, line, col))
+        elif ch in ")]}" and stack and _CLOSERS[stack[-1][0]] == ch:
+            stack.pop()
+        if ch == "\n":
+            line, col = line + 1, 1
+        else:
+            col += 1
+        i += 1
+    if not stack:
+        return None
+    ch, line, col = stack[-1]
+    return ch, Span(file, line, col, line, col + 1)
+
+
+def _keywords_expected(expected: set) -> list[str]:
+    words = [k for k in STATEMENT_KEYWORDS + STAGE_KEYWORDS if k.upper() in expected]
+    return sorted(set(words))
+
+
+def _is_statement_start(token) -> bool:
+    return str(token) in STATEMENT_KEYWORDS
+
+
+_TERMINAL_NAMES = {
+    "EQUAL": "'='", "COMMA": "','", "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'",
+    "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "DOT": "'.'", "COLON": "':'",
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "INT": "a whole number",
+    "TAP_REF": "MODEL.LAYER", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
+    "__ANON_0": "'->'", "__ANON_1": "'..'",
+}
+
+
+def _describe(token) -> str:
+    if token is None:
+        return "input"
+    if token.type == "$END":
+        return "end of file"
+    if token.type == "NAME":
+        return f"`{token}`"
+    if token.type in ("NUMBER", "INT", "STRING"):
+        return f"{_TERMINAL_NAMES[token.type]} `{token}`"
+    return f"`{token}`"
+
+
+def _expected_hint(exc) -> str | None:
+    expected = sorted(getattr(exc, "expected", ()) or ())
+    if not expected:
+        return None
+    names = [_TERMINAL_NAMES.get(e, e.lower() if e.isupper() else e) for e in expected]
+    names = [n for n in names if not n.startswith("__")]
+    if len(names) > 8:
+        return "expected one of: " + ", ".join(names[:8]) + ", ..."
+    return "expected " + (" or ".join(names) if names else "something else")

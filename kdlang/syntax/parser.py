@@ -1,0 +1,324 @@
+"""Text -> AST. lark does the parsing; this module builds attrs nodes with spans and keeps comments."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from importlib import resources
+from pathlib import Path
+
+import lark
+from lark import Transformer, v_args
+
+from kdlang.syntax import ast
+from kdlang.syntax.ast import Span
+
+
+@functools.cache
+def grammar_text() -> str:
+    """The grammar shipped inside the package (a link to `grammar/kdlang.lark` in a checkout)."""
+    return resources.files("kdlang").joinpath("grammar/kdlang.lark").read_text()
+
+
+_COMMENTS: list = []  # filled by the lexer callback during one parse
+_LOCK = threading.Lock()
+
+
+@functools.cache
+def _lark() -> lark.Lark:
+    return lark.Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        lexer_callbacks={"COMMENT": _COMMENTS.append},
+    )
+
+
+def parse(text: str, file: str = "<string>") -> ast.Recipe:
+    """Parse one file's text. Raises `kdlang.syntax.errors.SyntaxProblem` on malformed input."""
+    from kdlang.syntax.errors import SyntaxProblem, explain
+
+    with _LOCK:
+        _COMMENTS.clear()
+        try:
+            tree = _lark().parse(text)
+        except lark.exceptions.UnexpectedInput as exc:
+            raise explain(exc, text, file) from None
+        finally:
+            comments = list(_COMMENTS)
+            _COMMENTS.clear()
+    try:
+        built = _Builder(file).transform(tree)
+    except lark.exceptions.VisitError as exc:
+        if isinstance(exc.orig_exc, SyntaxProblem):
+            raise exc.orig_exc from None
+        raise
+    return ast.Recipe(
+        file=file,
+        version=built.version,
+        statements=built.statements,
+        comments=tuple(ast.Comment(c.value.rstrip(), span=_token_span(file, c)) for c in comments),
+        span=built.span,
+    )
+
+
+def parse_file(path: str | Path) -> ast.Recipe:
+    path = Path(path)
+    return parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _token_span(file: str, tok: lark.Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+def _meta_span(file: str, meta) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(file, 1, 1, 1, 1)
+    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+class _Built:
+    def __init__(self, version, statements, span):
+        self.version, self.statements, self.span = version, statements, span
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """Maps each grammar rule to its AST node; rule names match the grammar one to one."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _span(self, meta) -> Span:
+        return _meta_span(self.file, meta)
+
+    # ---- top level -----------------------------------------------------------------------
+    def start(self, meta, children):
+        version = children[0] if children and isinstance(children[0], ast.Version) else None
+        statements = tuple(c for c in children if not isinstance(c, ast.Version))
+        return _Built(version, statements, self._span(meta))
+
+    def version(self, meta, children):
+        return ast.Version(int(children[0]), span=self._span(meta))
+
+    def title(self, meta, children):
+        return ast.Title(_unquote(children[0]), span=self._span(meta))
+
+    def use(self, meta, children):
+        return ast.Use(_unquote(children[0]), span=self._span(meta))
+
+    def data(self, meta, children):
+        name = children[0] if len(children) == 2 else None
+        return ast.Data(name, children[-1], span=self._span(meta))
+
+    def model(self, meta, children):
+        name, source, *rest = children
+        checkpoint = next((c for c in rest if isinstance(c, ast.Checkpoint)), None)
+        frozen = any(c == "frozen" for c in rest)
+        return ast.Model(name, source, checkpoint, frozen, span=self._span(meta))
+
+    def from_file(self, meta, children):
+        return ast.Checkpoint(path=_unquote(children[0]), span=self._span(meta))
+
+    def from_stage(self, meta, children):
+        return ast.Checkpoint(stage=children[0], span=self._span(meta))
+
+    def frozen(self, meta, children):
+        return "frozen"
+
+    def tap(self, meta, children):
+        name, ref = children
+        model, _, layer = ref.value.partition(".")
+        model_span = Span(self.file, ref.line, ref.column, ref.line, ref.column + len(model))
+        layer_col = ref.column + len(model) + 1
+        layer_span = Span(self.file, ref.line, layer_col, ref.end_line, ref.end_column)
+        return ast.Tap(
+            name,
+            ast.Name(model, span=model_span),
+            ast.Name(layer, span=layer_span),
+            span=self._span(meta),
+        )
+
+    def granularity(self, meta, children):
+        name, tap, *rest = children
+        mirrors = next((c for c in rest if isinstance(c, _Mirrors)), None)
+        checkpoint = next((c for c in rest if isinstance(c, ast.Checkpoint)), None)
+        levels = next((c for c in rest if isinstance(c, tuple)), ())
+        return ast.Granularity(
+            name,
+            tap,
+            levels=levels,
+            mirrors=mirrors.name if mirrors else None,
+            checkpoint=checkpoint,
+            span=self._span(meta),
+        )
+
+    def mirrors(self, meta, children):
+        return _Mirrors(children[0])
+
+    def levels(self, meta, children):
+        return tuple(children)
+
+    def level(self, meta, children):
+        return ast.Level(children[0], tuple(children[1:]), span=self._span(meta))
+
+    def branch(self, meta, children):
+        name, tap, source, *rest = children
+        return ast.Branch(name, tap, source, rest[0] if rest else None, span=self._span(meta))
+
+    def schedule(self, meta, children):
+        return ast.Schedule(children[0], children[1], span=self._span(meta))
+
+    def excite(self, meta, children):
+        return ast.Excite(children[0], children[1], span=self._span(meta))
+
+    def loss(self, meta, children):
+        return ast.Loss(children[0], children[1], span=self._span(meta))
+
+    def stage(self, meta, children):
+        name, *rest = children
+        kwargs = rest.pop(0) if rest and isinstance(rest[0], _Arguments) else _Arguments((), ())
+        if kwargs.args:
+            raise _positional_stage_args(kwargs.args[0])
+        return ast.Stage(name, kwargs.kwargs, tuple(rest), span=self._span(meta))
+
+    def train(self, meta, children):
+        return ast.Train(tuple(children), span=self._span(meta))
+
+    def optimizer(self, meta, children):
+        return ast.Optimizer(children[0], span=self._span(meta))
+
+    def lr(self, meta, children):
+        return ast.Lr(children[0], span=self._span(meta))
+
+    def losses(self, meta, children):
+        return ast.Losses(tuple(children), span=self._span(meta))
+
+    def report(self, meta, children):
+        names = [c for c in children if isinstance(c, ast.Name)]
+        select = next((c for c in children if isinstance(c, _Select)), None)
+        noise = next((c for c in children if isinstance(c, ast.ListExpr)), None)
+        return ast.Report(
+            metrics=tuple(names[:-1]),
+            split=names[-1],
+            select=select.policy if select else None,
+            select_split=select.split if select else None,
+            noise=noise,
+            span=self._span(meta),
+        )
+
+    def select(self, meta, children):
+        return _Select(children[0], children[1])
+
+    def noise(self, meta, children):
+        return children[0]
+
+    def runtime(self, meta, children):
+        arguments = children[0]
+        if arguments.args:
+            raise _positional_stage_args(arguments.args[0], what="runtime")
+        return ast.Runtime(arguments.kwargs, span=self._span(meta))
+
+    # ---- expressions ---------------------------------------------------------------------
+    def arrow(self, meta, children):
+        return ast.Arrow(children[0], children[1], span=self._span(meta))
+
+    def range(self, meta, children):
+        return ast.Range(children[0], children[1], span=self._span(meta))
+
+    def _binop(op):  # noqa: N805 - a rule factory, not a method
+        def rule(self, meta, children):
+            return ast.BinOp(op, children[0], children[1], span=self._span(meta))
+
+        return rule
+
+    add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], span=self._span(meta))
+
+    def number(self, meta, children):
+        text = str(children[0])
+        value = int(text) if text.isdigit() else float(text)
+        return ast.Num(value, text, span=self._span(meta))
+
+    def string(self, meta, children):
+        return ast.Str(_unquote(children[0]), span=self._span(meta))
+
+    def true(self, meta, children):
+        return ast.Bool(True, span=self._span(meta))
+
+    def false(self, meta, children):
+        return ast.Bool(False, span=self._span(meta))
+
+    def none(self, meta, children):
+        return ast.NoneLit(span=self._span(meta))
+
+    def list(self, meta, children):
+        return ast.ListExpr(tuple(children), span=self._span(meta))
+
+    def ref(self, meta, children):
+        return ast.Ref(children[0], tuple(children[1:]), span=self._span(meta))
+
+    def attr(self, meta, children):
+        return children[0]
+
+    def index(self, meta, children):
+        return children[0] if not isinstance(children[0], ast.Name) else _index_name(children[0])
+
+    def call(self, meta, children):
+        func, arguments = children
+        return ast.Call(func, arguments.args, arguments.kwargs, span=self._span(meta))
+
+    def arguments(self, meta, children):
+        args = tuple(c for c in children if not isinstance(c, ast.KwArg))
+        kwargs = tuple(c for c in children if isinstance(c, ast.KwArg))
+        return _Arguments(args, kwargs)
+
+    def kwarg(self, meta, children):
+        return ast.KwArg(children[0], children[1], span=self._span(meta))
+
+    def comprehension(self, meta, children):
+        return ast.Comprehension(children[0], children[1], children[2], span=self._span(meta))
+
+    def name(self, meta, children):
+        return ast.Name(str(children[0]), span=_token_span(self.file, children[0]))
+
+
+def _index_name(name: ast.Name) -> ast.Ref:
+    """`smg[l]`: an index that is a bare name is a reference expression, not an attribute."""
+    return ast.Ref(name, (), span=name.span)
+
+
+class _Mirrors:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Select:
+    def __init__(self, policy, split):
+        self.policy, self.split = policy, split
+
+
+class _Arguments:
+    def __init__(self, args, kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _positional_stage_args(node, what="stage"):
+    from kdlang.syntax.errors import SyntaxProblem
+
+    span = getattr(node, "span", None)
+    return SyntaxProblem(
+        f"{what} arguments must be named",
+        span,
+        hint="write them as key=value, e.g. `stage distill(epochs=240)`",
+    )
+
+
+def _unquote(token) -> str:
+    body = str(token)[1:-1]
+    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
