@@ -1,0 +1,321 @@
+"""Validation passes over the RecipeGraph, cheapest first. Each is one small function that returns
+diagnostics; `PASSES` is the order `check` runs them in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from kdlang.diagnostics import Note, error, warning
+from kdlang.graph import evaluate
+from kdlang.graph.graph import RecipeGraph
+from kdlang.library.signatures import (
+    AMP_MODES,
+    METRICS,
+    RUNTIME_ARGS,
+    SELECT_POLICIES,
+    SPLITS,
+    did_you_mean,
+)
+from kdlang.library import catalog
+from kdlang.syntax import ast
+
+
+def cycles(graph: RecipeGraph):
+    """The data flow must be acyclic; a cycle is shown whole, one note per edge."""
+    flow = graph.flow()
+    problems, reported = [], set()
+    for component in nx.strongly_connected_components(flow):
+        if len(component) < 2 and not any(flow.has_edge(n, n) for n in component):
+            continue
+        start = min(component, key=lambda k: (graph.g.nodes[k]["span"].line, k))
+        cycle = nx.find_cycle(flow.subgraph(component), source=start)
+        names = [u for u, _ in cycle] + [cycle[0][0]]
+        if frozenset(names) in reported:
+            continue
+        reported.add(frozenset(names))
+        notes = [Note(f"`{v}` reads `{u}`", graph.g.nodes[v]["span"]) for u, v in cycle[1:]]
+        problems.append(error("cycle: " + " -> ".join(f"`{n}`" for n in reversed(names)),
+                              graph.g.nodes[start]["span"], notes=notes,
+                              hint="a declaration cannot depend on itself, directly or through others"))
+    return problems
+
+
+def unused(graph: RecipeGraph):
+    """Declarations that no stage reaches (through data flow or training) are dead weight."""
+    reached = set()
+    flow = graph.flow()
+    for stage in graph.stages:
+        reached.add(stage)
+        reached |= nx.ancestors(flow, stage)
+        for component in graph.trained_in(stage):
+            reached.add(component)
+            reached |= nx.ancestors(flow, component)
+        reached.add(graph.stage_data(stage))
+    problems = []
+    for key, data in graph.g.nodes(data=True):
+        if key in reached or data["kind"] == "stage":
+            continue
+        decl = data["decl"]
+        if data["kind"] == "model" and any(graph.decl(k).node.model.text == key for k in reached
+                                            if graph.kind(k) == "tap"):
+            continue
+        hint = {"loss": "list it in a stage: `losses " + decl.name + "`"}.get(data["kind"], "remove it, or use it")
+        problems.append(warning(f"{data['kind']} `{decl.name}` is never used", decl.span, hint=hint))
+    return problems
+
+
+def schedules(graph: RecipeGraph):
+    """Schedules used by a stage stay inside its epochs; weights are finite and non-negative."""
+    problems = []
+    for stage in graph.stages:
+        epochs = graph.stage_epochs(stage)
+        if not isinstance(epochs, (int, float)) or epochs <= 0:
+            continue
+        for key in graph.stage_losses(stage) + graph.stage_excites(stage):
+            node = graph.decl(key).node
+            _check_expr(node.value, graph, stage, epochs, problems, weight=False)
+    for decl in graph.symbols.of_kind("granularity"):
+        for level in decl.node.levels:
+            for kwarg in level.kwargs:
+                _positive(kwarg, graph, problems, integer=kwarg.name.text in ("code", "hidden"))
+    return problems
+
+
+def _check_expr(node, graph, stage, epochs, problems, weight):
+    if isinstance(node, ast.BinOp) and node.op in "*/":
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if _is_scalar(side, graph) and not _is_scalar(other, graph):
+                _check_weight(side, graph, stage, epochs, problems)
+    if isinstance(node, ast.Call) and node.name in catalog.loss_names():
+        for kwarg in node.kwargs:
+            if kwarg.name.text == "T":
+                _check_scalar_range(kwarg.value, graph, stage, epochs, problems, positive=True, what="temperature")
+    if isinstance(node, ast.Call) and node.name == "mix":
+        weights = node.kwarg("weights")
+        if weights is not None and isinstance(weights.value, ast.ListExpr):
+            for item in weights.value.items:
+                _check_weight(item, graph, stage, epochs, problems)
+    for child in _children(node):
+        _check_expr(child, graph, stage, epochs, problems, weight)
+
+
+def _children(node):
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.Neg):
+        return [node.operand]
+    if isinstance(node, ast.Call):
+        return [a.body if isinstance(a, ast.Comprehension) else a for a in node.args]
+    if isinstance(node, ast.ListExpr):
+        return list(node.items)
+    return []
+
+
+def _is_scalar(node, graph) -> bool:
+    try:
+        evaluate.value(node, graph.symbols)
+        return True
+    except (evaluate.NotStatic, TypeError, ValueError, ZeroDivisionError):
+        return False
+
+
+def _check_weight(node, graph, stage, epochs, problems):
+    _check_scalar_range(node, graph, stage, epochs, problems, positive=False, what="weight")
+
+
+def _check_scalar_range(node, graph, stage, epochs, problems, positive, what):
+    try:
+        schedule = evaluate.as_schedule(evaluate.value(node, graph.symbols))
+    except (evaluate.NotStatic, TypeError, ValueError):
+        return
+    name = node.head.text if isinstance(node, ast.Ref) else None
+    decl_note = [Note(f"schedule `{name}` is declared here", graph.symbols.lookup(name).span)] if name and graph.symbols.lookup(name) else []
+    where = f"in stage `{stage}` ({epochs} epochs)"
+    window = schedule.span_epochs
+    if window is not None and (window[0] < 0 or window[1] > epochs or window[0] >= window[1] and window[1] != 0):
+        problems.append(error(f"the {what} moves over epochs {_num(window[0])}..{_num(window[1])}, outside {where}",
+                              node.span, notes=decl_note,
+                              hint=f"use a range inside 0..{_num(epochs)}, with start < end"))
+    for milestone in schedule.milestones:
+        if milestone < 0 or milestone > epochs:
+            problems.append(error(f"the {what} steps at epoch {_num(milestone)}, outside {where}", node.span,
+                                  notes=decl_note))
+    low, high = schedule.bounds(epochs)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        problems.append(error(f"the {what} is not finite {where}", node.span, notes=decl_note))
+    elif positive and low <= 0:
+        problems.append(error(f"the {what} reaches {_num(low)} {where}; it must stay above 0", node.span,
+                              notes=decl_note))
+    elif not positive and low < 0:
+        problems.append(error(f"the {what} reaches {_num(low)} {where}; loss weights must be non-negative",
+                              node.span, notes=decl_note))
+
+
+def _positive(kwarg, graph, problems, integer):
+    try:
+        v = evaluate.value(kwarg.value, graph.symbols)
+    except (evaluate.NotStatic, TypeError, ValueError):
+        problems.append(error(f"`{kwarg.name.text}=` must be a number", kwarg.value.span))
+        return
+    if v is None and kwarg.name.text == "hidden":
+        return
+    bad = not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (integer and v != int(v))
+    if bad:
+        kind = "a positive whole number" if integer else "a positive number"
+        problems.append(error(f"`{kwarg.name.text}=` must be {kind}, not {v}", kwarg.value.span))
+
+
+def _num(x) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def stages(graph: RecipeGraph):
+    """Each stage trains something, with an optimizer and losses whose inputs exist by then."""
+    problems = []
+    symbols = graph.symbols
+    trained_before: set[str] = set()
+    first_trained: dict[str, str] = {}
+    for stage in graph.stages:
+        for component in graph.trained_in(stage):
+            first_trained.setdefault(component, stage)
+    for stage in graph.stages:
+        node = graph.decl(stage).node
+        what = f"stage `{stage}`"
+        epochs = graph.stage_epochs(stage)
+        epochs_arg = next((k for k in node.kwargs if k.name.text == "epochs"), None)
+        if epochs_arg is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
+            problems.append(error("`epochs=` must be a positive whole number", epochs_arg.value.span))
+        trained = set(graph.trained_in(stage))
+        if not node.of(ast.Train):
+            problems.append(error(f"{what} trains nothing", node.name.span,
+                                  hint="add `train student` (models, granularities or branches)"))
+        if not node.of(ast.Optimizer):
+            problems.append(error(f"{what} has no optimizer", node.name.span,
+                                  hint="add e.g. `optimizer sgd(lr=0.05, momentum=0.9, weight_decay=5e-4)`"))
+        losses = graph.stage_losses(stage)
+        if not losses and node.of(ast.Train):
+            problems.append(error(f"{what} has no loss", node.name.span,
+                                  hint="add `loss ce = ce(s_logits, label)` or `losses NAME, ...`"))
+        for component in sorted(trained):
+            decl = symbols.lookup(component)
+            if decl is not None and decl.kind == "model" and decl.node.frozen:
+                train_item = next(n for item in node.of(ast.Train) for n in item.names if n.text == component)
+                problems.append(error(f"model `{component}` is declared frozen but {what} trains it",
+                                      train_item.span, notes=[Note("declared frozen here", decl.node.span)],
+                                      hint="remove `frozen`, or remove it from `train`"))
+        for key in losses:
+            loss = graph.decl(key)
+            reads = graph.components(key)
+            if reads and not (reads & trained):
+                problems.append(error(f"loss `{loss.name}` in {what} reads nothing this stage trains",
+                                      loss.span, hint="train what it reads, or move the loss to the stage that does: "
+                                      f"it reads {', '.join(sorted(reads))}"))
+            teachers = graph.resolution.teacher_inputs.get(key, set()) & trained
+            for teacher in sorted(teachers):
+                if graph.kind(teacher) == "model" and symbols.lookup(teacher) and teacher not in graph.components(key) - teachers:
+                    problems.append(warning(f"the teacher side of loss `{loss.name}` (`{teacher}`) is trained in {what}",
+                                            loss.span, hint="distil from a frozen teacher: remove it from `train`"))
+        for key in losses + graph.stage_excites(stage):
+            for component in sorted(graph.components(key) - trained):
+                _check_ready(graph, stage, key, component, trained_before, first_trained, problems)
+        trained_before |= trained
+    problems += _checkpoint_stages(graph, first_trained)
+    return problems
+
+
+def _check_ready(graph, stage, key, component, trained_before, first_trained, problems):
+    decl = graph.symbols.lookup(component)
+    if decl is None or component in trained_before:
+        return
+    checkpoint = getattr(decl.node, "checkpoint", None)
+    if checkpoint is not None and checkpoint.path is not None:
+        return
+    user = graph.decl(key)
+    if component in first_trained:
+        problems.append(error(f"`{user.name}` in stage `{stage}` reads `{component}`, which stage "
+                              f"`{first_trained[component]}` trains only later", user.span,
+                              notes=[Note(f"`{component}` is declared here", decl.span)],
+                              hint="order the stages so that it is trained first, or give it a checkpoint"))
+    elif not getattr(graph, "_warned_" + component, False):
+        setattr(graph, "_warned_" + component, True)
+        problems.append(warning(f"{decl.kind} `{component}` is read in stage `{stage}` but has no checkpoint "
+                                "and no stage trains it: it keeps its random initialisation", decl.span,
+                                hint='load weights with `from "path.pt"`, or train it in an earlier stage'))
+
+
+def _checkpoint_stages(graph, first_trained):
+    problems = []
+    order = graph.stages
+    for decl in graph.symbols.of_kind("model"):
+        checkpoint = decl.node.checkpoint
+        if checkpoint is None or checkpoint.stage is None:
+            continue
+        source = checkpoint.stage.text
+        if source not in order:
+            continue  # resolve already reported it
+        if decl.name not in graph.trained_in(source):
+            problems.append(error(f"model `{decl.name}` takes its weights from stage `{source}`, which does not train it",
+                                  checkpoint.stage.span, hint=f"add `train {decl.name}` to stage `{source}`"))
+    return problems
+
+
+def report(graph: RecipeGraph):
+    """The metric policy: known metrics and splits; selecting on `val` needs a validation split."""
+    problems = []
+    reports = graph.symbols.reports
+    if not reports:
+        if graph.stages:
+            first = graph.program.root
+            problems.append(warning("the recipe has no `report`: results default to top1 on test, last epoch",
+                                    first.statements[0].span if first.statements else first.span,
+                                    hint="state the policy, e.g. `report top1 on test, select best on val`"))
+        return problems
+    node = reports[0]
+    for metric in node.metrics:
+        if metric.text not in METRICS:
+            problems.append(error(f"unknown metric `{metric.text}`", metric.span, hint=did_you_mean(metric.text, METRICS)))
+    for split in (node.split, node.select_split):
+        if split is not None and split.text not in SPLITS:
+            problems.append(error(f"unknown split `{split.text}`", split.span, hint=did_you_mean(split.text, SPLITS)))
+    if node.select is not None and node.select.text not in SELECT_POLICIES:
+        problems.append(error(f"unknown selection policy `{node.select.text}`", node.select.span,
+                              hint="`select best on val` or `select last`"))
+    if node.select_split is not None and node.select_split.text == "val":
+        for decl in graph.symbols.of_kind("data"):
+            if decl.key in [graph.stage_data(s) for s in graph.stages] and decl.node.source.kwarg("val") is None:
+                problems.append(error("the report selects on `val` but the data has no validation split",
+                                      node.select_split.span, notes=[Note("data declared here", decl.node.span)],
+                                      hint="add `val=5000` (images carved from the training set) to the data"))
+    if node.noise is not None:
+        for item in node.noise.items:
+            v = evaluate.value(item) if isinstance(item, (ast.Num, ast.Neg)) else None
+            if not isinstance(v, (int, float)) or v < 0:
+                problems.append(error("noise strengths are non-negative numbers (std of Gaussian noise)", item.span))
+    return problems
+
+
+def runtime(graph: RecipeGraph):
+    problems = []
+    for node in graph.symbols.runtimes:
+        catalog.check_kwargs(node.kwargs, RUNTIME_ARGS, "`runtime`", node.span, problems)
+        amp = next((k for k in node.kwargs if k.name.text == "amp"), None)
+        if amp is not None:
+            mode = amp.value.value if isinstance(amp.value, ast.Str) else None
+            if mode not in AMP_MODES:
+                problems.append(error(f"`amp=` is one of {', '.join(map(repr, AMP_MODES))}", amp.value.span))
+    return problems
+
+
+def shapes(graph: RecipeGraph):
+    """Shape inference over taps, branches and losses; provided by the model zoo once it exists."""
+    try:
+        from kdlang.graph.shapes import infer_shapes
+    except ImportError:
+        return []
+    return infer_shapes(graph)
+
+
+PASSES = [cycles, unused, schedules, stages, report, runtime, shapes]

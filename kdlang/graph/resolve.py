@@ -1,0 +1,520 @@
+"""Name resolution and typing of every expression in the recipe.
+
+For each declaration it records what the declaration refers to (the graph's data-flow edges) and
+what its value is (a tensor, a loss, a schedule...), diagnosing unknown names, misuse and bad calls.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from kdlang.diagnostics import Diagnostic, Note, error
+from kdlang.graph import types as T
+from kdlang.graph.symbols import BUILTINS, Decl, Symbols
+from kdlang.graph.types import ERR, Ty, merge
+from kdlang.library import catalog
+from kdlang.library.signatures import (
+    COMBINATORS,
+    LEVEL_ARGS,
+    REDUCERS,
+    Signature,
+    did_you_mean,
+)
+from kdlang.syntax import ast
+
+LEVEL_OUTPUTS = {"code": "the level's code (encoder output)", "logits": "the level's logits (decoder output)"}
+
+
+@attrs.define
+class Resolution:
+    """What resolution learnt: per-declaration references and types, and granularity outputs used."""
+
+    refs: dict = attrs.field(factory=dict)  # decl key -> set of decl keys it reads
+    types: dict = attrs.field(factory=dict)  # decl key -> Ty
+    outputs_used: dict = attrs.field(factory=dict)  # granularity/branch key -> set of outputs read
+    teacher_inputs: dict = attrs.field(factory=dict)  # loss key -> components on the teacher side
+
+
+class Resolver:
+    def __init__(self, symbols: Symbols):
+        self.symbols = symbols
+        self.problems: list[Diagnostic] = []
+        self.result = Resolution()
+        self._current: str | None = None
+        self._scope: str | None = None
+        self._loop: dict[str, Ty] = {}
+        self._in_progress: set[str] = set()
+
+    # ---- driver -------------------------------------------------------------------------
+    def run(self) -> Resolution:
+        for decl in list(self.symbols.decls.values()):
+            self.decl_type(decl)
+        return self.result
+
+    def decl_type(self, decl: Decl) -> Ty:
+        """The type of a declaration, resolving it on first use (so order of declaration is free)."""
+        if decl.key in self.result.types:
+            return self.result.types[decl.key]
+        if decl.key in self._in_progress:  # a cycle: the cycles pass reports it with the whole loop
+            return ERR
+        self._in_progress.add(decl.key)
+        saved = (self._current, self._scope, self._loop)
+        self._current, self._scope, self._loop = decl.key, decl.scope, {}
+        self.result.refs.setdefault(decl.key, set())
+        try:
+            ty = getattr(self, f"_decl_{decl.kind}")(decl.node)
+        finally:
+            self._current, self._scope, self._loop = saved
+            self._in_progress.discard(decl.key)
+        self.result.types[decl.key] = ty
+        return ty
+
+    def _refer(self, decl: Decl) -> Ty:
+        if self._current is not None:
+            self.result.refs.setdefault(self._current, set()).add(decl.key)
+        return self.decl_type(decl)
+
+    def _error(self, message, span, **kw):
+        self.problems.append(error(message, span, **kw))
+        return ERR
+
+    # ---- declarations -------------------------------------------------------------------
+    def _decl_data(self, node: ast.Data) -> Ty:
+        catalog.check_data(node.source, self.problems)
+        return Ty("data")
+
+    def _decl_model(self, node: ast.Model) -> Ty:
+        catalog.check_model(node.source, self.problems)
+        if node.checkpoint and node.checkpoint.stage:
+            self._lookup_kind(node.checkpoint.stage, "stage", record=False)
+        return Ty("model", frozenset({node.name.text}))
+
+    def _decl_tap(self, node: ast.Tap) -> Ty:
+        model = self._lookup_kind(node.model, "model")
+        if model is None:
+            return ERR
+        return Ty(T.TENSOR, frozenset({node.model.text}))
+
+    def _decl_granularity(self, node: ast.Granularity) -> Ty:
+        tap = self._lookup_kind(node.tap, "tap")
+        tap_ty = self._refer(tap) if tap else ERR
+        if node.mirrors is not None:
+            if node.levels:
+                self._error("a mirroring granularity takes its levels from the one it mirrors",
+                            node.levels[0].span, hint=f"remove the levels, or drop `mirrors {node.mirrors.text}`")
+            other = self._lookup_kind(node.mirrors, "granularity")
+            if other:
+                self._refer(other)
+        elif not node.levels:
+            self._error(f"granularity `{node.name.text}` has no levels", node.name.span,
+                        hint="add `{ level fine code=64 T=2 }`, or mirror another granularity")
+        seen = {}
+        for level in node.levels:
+            if level.name.text in seen:
+                self._error(f"level `{level.name.text}` is declared twice", level.name.span,
+                            notes=[Note("first declared here", seen[level.name.text])])
+            seen[level.name.text] = level.name.span
+            catalog.check_kwargs(level.kwargs, LEVEL_ARGS, f"level `{level.name.text}`", level.name.span, self.problems)
+        return Ty("granularity", tap_ty.components | {node.name.text})
+
+    def _decl_branch(self, node: ast.Branch) -> Ty:
+        tap = self._lookup_kind(node.tap, "tap")
+        tap_ty = self._refer(tap) if tap else ERR
+        catalog.check_branch(node.source, self.problems)
+        return Ty("branch", tap_ty.components | {node.name.text})
+
+    def _decl_schedule(self, node: ast.Schedule) -> Ty:
+        ty = self.expr(node.value)
+        if ty.kind not in (T.NUMBER, T.SCHEDULE, T.ERROR):
+            return self._error(f"schedule `{node.name.text}` is {ty.describe()}, not a number or schedule",
+                               node.value.span, hint="e.g. `linear(0 -> 1, epochs=0..10)`")
+        return ty if ty.kind == T.ERROR else Ty(T.SCHEDULE, value=ty.value)
+
+    def _decl_excite(self, node: ast.Excite) -> Ty:
+        ty = self.expr(node.value)
+        if ty.kind not in (T.TENSOR, T.ERROR):
+            return self._error(f"excitation `{node.name.text}` is {ty.describe()}, not a tensor",
+                               node.value.span, hint="e.g. `mean(t_logits, mg.fine.logits, mg.coarse.logits)`")
+        return ty
+
+    def _decl_loss(self, node: ast.Loss) -> Ty:
+        ty = self.expr(node.value)
+        if ty.kind not in (T.LOSS, T.ERROR):
+            return self._error(f"loss `{node.name.text}` is {ty.describe()}, not a loss",
+                               node.value.span, hint="call a library loss, e.g. `kd(s_logits, t_logits, T=4)`")
+        return ty
+
+    def _decl_stage(self, node: ast.Stage) -> Ty:
+        catalog.check_stage(node, self.problems)
+        components = set()
+        for item in node.items:
+            if isinstance(item, ast.Train):
+                for name in item.names:
+                    decl = self._lookup(name)
+                    if decl is None:
+                        continue
+                    if decl.kind not in ("model", "granularity", "branch"):
+                        self._error(f"`{name.text}` is a {decl.kind}; only models, granularities and branches train",
+                                    name.span, notes=[Note("declared here", decl.span)])
+                        continue
+                    components.add(decl.key)
+            elif isinstance(item, ast.Losses):
+                for name in item.names:
+                    self._lookup_kind(name, "loss")
+            elif isinstance(item, (ast.Loss, ast.Excite)):
+                decl = self.symbols.lookup(item.name.text, node.name.text)
+                if decl is not None and decl.node is item:
+                    self._refer(decl)
+        data_arg = next((k for k in node.kwargs if k.name.text == "data"), None)
+        if data_arg is not None:
+            if isinstance(data_arg.value, ast.Ref) and not data_arg.value.trail:
+                self._lookup_kind(data_arg.value.head, "data")
+            else:
+                self._error("`data=` names a data declaration", data_arg.value.span, hint="e.g. `data=probe`")
+        return Ty("stage", frozenset(components))
+
+    # ---- lookups ------------------------------------------------------------------------
+    def _visible_names(self):
+        names = {d.name for d in self.symbols.decls.values() if d.scope in (None, self._scope)}
+        return names | set(BUILTINS) | set(self._loop)
+
+    def _lookup(self, name: ast.Name) -> Decl | None:
+        decl = self.symbols.lookup(name.text, self._scope)
+        if decl is None:
+            self._error(f"unknown name `{name.text}`", name.span,
+                        hint=did_you_mean(name.text, self._visible_names(), "declared names"))
+        return decl
+
+    def _lookup_kind(self, name: ast.Name, kind: str, record: bool = True) -> Decl | None:
+        decl = self._lookup(name)
+        if decl is None:
+            return None
+        if decl.kind != kind:
+            self._error(f"`{name.text}` is a {decl.kind}, not a {kind}", name.span,
+                        notes=[Note(f"`{name.text}` is declared here", decl.span)],
+                        hint=did_you_mean(name.text, [d.name for d in self.symbols.of_kind(kind)], f"{kind}s"))
+            return None
+        if record and self._current is not None:
+            self.result.refs.setdefault(self._current, set()).add(decl.key)
+        return decl
+
+    # ---- expressions --------------------------------------------------------------------
+    def expr(self, node) -> Ty:
+        method = getattr(self, f"_expr_{type(node).__name__}")
+        return method(node)
+
+    def _expr_Num(self, node):
+        return Ty(T.NUMBER, value=node.value)
+
+    def _expr_Str(self, node):
+        return Ty(T.STRING, value=node.value)
+
+    def _expr_Bool(self, node):
+        return Ty(T.BOOL, value=node.value)
+
+    def _expr_NoneLit(self, node):
+        return Ty(T.NONE)
+
+    def _expr_ListExpr(self, node):
+        return merge(T.LIST, *(self.expr(item) for item in node.items))
+
+    def _expr_Arrow(self, node):
+        return self._pair(node, T.ARROW)
+
+    def _expr_Range(self, node):
+        return self._pair(node, T.RANGE)
+
+    def _pair(self, node, kind):
+        start, end = self.expr(node.start), self.expr(node.end)
+        for part, ty in ((node.start, start), (node.end, end)):
+            if ty.kind not in (T.NUMBER, T.ERROR):
+                return self._error(f"{T.DESCRIPTIONS[kind]} needs numbers at both ends, not {ty.describe()}", part.span)
+        return Ty(kind)
+
+    def _expr_Neg(self, node):
+        ty = self.expr(node.operand)
+        if ty.kind == T.NUMBER:
+            return Ty(T.NUMBER, value=-ty.value if ty.value is not None else None)
+        if ty.kind in (T.SCHEDULE, T.ERROR):
+            return ty
+        return self._error(f"cannot negate {ty.describe()}", node.span,
+                           hint="loss weights must be non-negative" if ty.kind == T.LOSS else None)
+
+    def _expr_BinOp(self, node):
+        left, right = self.expr(node.left), self.expr(node.right)
+        if T.ERROR in (left.kind, right.kind):
+            return ERR
+        kinds = (left.kind, right.kind)
+        if kinds == (T.NUMBER, T.NUMBER):
+            return Ty(T.NUMBER, value=_fold(node.op, left.value, right.value))
+        if left.scalar and right.scalar:
+            return Ty(T.SCHEDULE)
+        scaled = {"*": (True, True), "/": (True, False)}.get(node.op)
+        for value_kind in (T.LOSS, T.TENSOR):
+            if scaled and ((left.kind == value_kind and right.scalar) or (scaled[1] and right.kind == value_kind and left.scalar)):
+                return merge(value_kind, left, right)
+            if node.op in "+-" and kinds == (value_kind, value_kind):
+                return merge(value_kind, left, right)
+        verb = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}[node.op]
+        hint = None
+        if T.LOSS in kinds and node.op in "*/":
+            hint = "weight a loss by a number or a schedule: `0.9 * kd(s, t)`"
+        elif T.LOSS in kinds:
+            hint = "losses add to losses: `ce(s, label) + kd(s, t)`"
+        return self._error(f"cannot {verb} {left.describe()} and {right.describe()}", node.span, hint=hint)
+
+    def _expr_Ref(self, node: ast.Ref) -> Ty:
+        head = node.head.text
+        if head in self._loop and self.symbols.lookup(head, self._scope) is None:
+            return self._level_trail(self._loop[head], node.trail, node)
+        if head in BUILTINS and self.symbols.lookup(head, self._scope) is None:
+            if node.trail:
+                return self._error(f"`{head}` has no attributes", node.span)
+            return Ty(T.LABELS if head == "label" else T.INDEX)
+        decl = self._lookup(node.head)
+        if decl is None:
+            return ERR
+        ty = self._refer(decl)
+        if decl.kind in ("tap", "excite", "schedule"):
+            if node.trail:
+                return self._error(f"`{head}` is a {decl.kind} and has no attributes", node.span)
+            return ty if decl.kind != "tap" else Ty(T.TENSOR, ty.components)
+        if decl.kind == "granularity":
+            return self._granularity_trail(decl, ty, node)
+        if decl.kind == "branch":
+            return self._branch_trail(decl, ty, node)
+        hint = {"model": f"read a tensor from it with a tap: `tap x = {head}.output`",
+                "loss": "combine losses inside one `loss` declaration",
+                "stage": None, "data": None}.get(decl.kind)
+        return self._error(f"`{head}` is a {decl.kind} and cannot be used in an expression", node.head.span,
+                           notes=[Note("declared here", decl.span)], hint=hint)
+
+    def _granularity_trail(self, decl: Decl, ty: Ty, node: ast.Ref) -> Ty:
+        if not node.trail:
+            return self._error(f"`{decl.name}` is a granularity; pick a level and an output",
+                               node.span, hint=f"e.g. `{decl.name}.levels` in a `for`, or `{decl.name}.LEVEL.code`")
+        first, rest = node.trail[0], node.trail[1:]
+        if isinstance(first, ast.Name) and first.text == "levels":
+            if rest:
+                return self._error("`.levels` is only iterated over, in `for l in G.levels: ...`", node.span)
+            return Ty(T.LEVELS, ty.components, granularity=decl.name)
+        if isinstance(first, ast.Name):
+            levels = level_names(self.symbols, decl.name)
+            if first.text not in levels:
+                return self._error(f"granularity `{decl.name}` has no level `{first.text}`", first.span,
+                                   hint=did_you_mean(first.text, levels, "its levels"))
+            return self._level_trail(Ty(T.LEVEL, ty.components, granularity=decl.name, level=first.text), rest, node)
+        index = self.expr(first)
+        if index.kind == T.ERROR:
+            return ERR
+        if index.kind != T.LEVEL:
+            return self._error(f"`{decl.name}[...]` takes a level, not {index.describe()}", first.span)
+        if level_names(self.symbols, index.granularity) != level_names(self.symbols, decl.name):
+            return self._error(f"`{decl.name}` and `{index.granularity}` have different levels", first.span,
+                               hint=f"declare `granularity {decl.name} on TAP mirrors {index.granularity}`")
+        return self._level_trail(Ty(T.LEVEL, ty.components, granularity=decl.name, level=index.level), rest, node)
+
+    def _level_trail(self, level: Ty, trail, node) -> Ty:
+        if not trail:
+            return level
+        first = trail[0]
+        if len(trail) > 1 or not isinstance(first, ast.Name):
+            return self._error("a level has `.code`, `.logits` and `.T`", node.span)
+        if first.text == "T":
+            return Ty(T.NUMBER)
+        if first.text not in LEVEL_OUTPUTS:
+            return self._error(f"a granularity level has no `{first.text}`", first.span,
+                               hint=did_you_mean(first.text, [*LEVEL_OUTPUTS, "T"], "a level has"))
+        self.result.outputs_used.setdefault(level.granularity, set()).add(first.text)
+        return Ty(T.TENSOR, level.components)
+
+    def _branch_trail(self, decl: Decl, ty: Ty, node: ast.Ref) -> Ty:
+        outputs = catalog.branch_outputs(decl.node.source)
+        if not node.trail:
+            self.result.outputs_used.setdefault(decl.name, set()).add(outputs[0])
+            return Ty(T.TENSOR, ty.components)
+        first = node.trail[0]
+        if len(node.trail) > 1 or not isinstance(first, ast.Name) or first.text not in outputs:
+            return self._error(f"branch `{decl.name}` has outputs {', '.join(outputs)}", node.span,
+                               hint=did_you_mean(getattr(first, "text", ""), outputs, "its outputs"))
+        self.result.outputs_used.setdefault(decl.name, set()).add(first.text)
+        return Ty(T.TENSOR, ty.components)
+
+    def _expr_Comprehension(self, node: ast.Comprehension) -> Ty:
+        return self._error("a `for` only goes inside `sum(...)` or `mean(...)`", node.span)
+
+    def _expr_KwArg(self, node):
+        return self._error("keyword arguments only go inside calls", node.span)
+
+    # ---- calls --------------------------------------------------------------------------
+    def _expr_Call(self, node: ast.Call) -> Ty:
+        name = node.name
+        if name in catalog.loss_names():
+            return self._loss_call(node)
+        if name in catalog.schedule_functions():
+            return self._schedule_call(node)
+        if name in ("sum", "mean") and (
+            any(isinstance(a, ast.Comprehension) for a in node.args) or name == "sum"
+        ):
+            return self._reduce(node)
+        if name in COMBINATORS:
+            return self._combine(node)
+        known = [*catalog.loss_names(), *catalog.schedule_functions(), *COMBINATORS, *REDUCERS]
+        return self._error(f"unknown function `{name}`", node.func.span,
+                           hint=did_you_mean(name, known, "functions usable here"))
+
+    def _args(self, node: ast.Call) -> list[Ty]:
+        return [self.expr(a) for a in node.args]
+
+    def _kwarg_types(self, node: ast.Call) -> dict:
+        return {k.name.text: self.expr(k.value) for k in node.kwargs}
+
+    def _loss_call(self, node: ast.Call) -> Ty:
+        info = catalog.loss_info(node.name)
+        signature = Signature(node.name, (), dict(info.hyper))
+        catalog.check_kwargs(node.kwargs, signature, f"loss `{node.name}`", node.func.span, self.problems)
+        for kw, ty in self._kwarg_types(node).items():
+            if ty.kind not in (T.NUMBER, T.SCHEDULE, T.BOOL, T.STRING, T.LIST, T.ERROR):
+                self._error(f"`{kw}=` of `{node.name}` must be a number or a schedule, not {ty.describe()}",
+                            node.kwarg(kw).value.span)
+        tensors, extras = [], []
+        for arg in node.args:
+            if isinstance(arg, ast.Comprehension):
+                self._error("a `for` only goes inside `sum(...)` or `mean(...)`", arg.span)
+                continue
+            ty = self.expr(arg)
+            if ty.kind in (T.LABELS, T.INDEX):
+                extras.append((arg, ty))
+            elif ty.kind == T.LIST and info.multi:
+                tensors.append((arg, ty))
+            elif ty.kind in (T.TENSOR, T.ERROR):
+                tensors.append((arg, ty))
+            else:
+                self._error(f"`{node.name}` reads tensors; this is {ty.describe()}", arg.span,
+                            hint="pass taps, granularity outputs or excitations")
+        wanted = 1 if info.unary else 2
+        if len(tensors) != wanted:
+            shape = "(x, label)" if info.unary else "(student, teacher)"
+            return self._error(f"`{node.name}` takes {wanted} tensor argument{'s' if wanted > 1 else ''} "
+                               f"{shape}, got {len(tensors)}", node.span, hint=info.summary)
+        for arg, ty in extras:
+            need = "labels" if ty.kind == T.LABELS else "index"
+            if need not in info.needs:
+                self._error(f"`{node.name}` does not use {ty.describe()}", arg.span)
+        if info.unary and not any(ty.kind == T.LABELS for _, ty in extras) and "labels" in info.needs:
+            pass  # labels are supplied implicitly
+        parts = [ty for _, ty in tensors]
+        if not info.unary and self._current is not None:
+            self.result.teacher_inputs.setdefault(self._current, set()).update(parts[1].components)
+        return merge(T.LOSS, *parts)
+
+    def _schedule_call(self, node: ast.Call) -> Ty:
+        signature = catalog.schedule_functions()[node.name]
+        catalog.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
+        types = self._args(node) + list(self._kwarg_types(node).values())
+        if len(node.args) != len(signature.positional):
+            return self._error(f"`{node.name}` takes {len(signature.positional)} positional argument(s), "
+                               f"got {len(node.args)}", node.span, hint=signature.doc)
+        for arg, param in zip(node.args, signature.positional):
+            want = T.ARROW if param.endswith(":arrow") else T.NUMBER
+            ty = self.expr(arg)
+            if ty.kind not in (want, T.ERROR):
+                self._error(f"`{node.name}` expects {T.DESCRIPTIONS[want]} here, not {ty.describe()}", arg.span,
+                            hint=signature.doc)
+        if any(t.kind == T.ERROR for t in types):
+            return ERR
+        return Ty(T.SCHEDULE)
+
+    def _reduce(self, node: ast.Call) -> Ty:
+        if node.kwargs:
+            self._error(f"`{node.name}` takes no keyword arguments", node.kwargs[0].span)
+        if not node.args:
+            return self._error(f"`{node.name}()` of nothing", node.span)
+        parts = []
+        for arg in node.args:
+            parts.append(self._comprehension(arg) if isinstance(arg, ast.Comprehension) else self.expr(arg))
+        if any(p.kind == T.ERROR for p in parts):
+            return ERR
+        kinds = {p.kind for p in parts}
+        if kinds <= {T.LOSS}:
+            return merge(T.LOSS, *parts)
+        if kinds <= {T.TENSOR} and node.name == "mean":
+            return merge(T.TENSOR, *parts)
+        if kinds <= {T.NUMBER, T.SCHEDULE}:
+            return Ty(T.SCHEDULE)
+        return self._error(f"`{node.name}` combines losses (or tensors, for `mean`); got "
+                           + ", ".join(sorted(T.DESCRIPTIONS[k] for k in kinds)), node.span)
+
+    def _comprehension(self, node: ast.Comprehension) -> Ty:
+        iterable = self.expr(node.iterable)
+        if iterable.kind == T.ERROR:
+            return ERR
+        if iterable.kind != T.LEVELS:
+            return self._error(f"`for` iterates over granularity levels (`G.levels`), not {iterable.describe()}",
+                               node.iterable.span)
+        var = node.var.text
+        if self.symbols.lookup(var, self._scope) is not None or var in BUILTINS:
+            return self._error(f"the loop variable `{var}` hides a declared name", node.var.span,
+                               hint="use a short name such as `l`")
+        saved = dict(self._loop)
+        self._loop[var] = Ty(T.LEVEL, iterable.components, granularity=iterable.granularity, level=None)
+        try:
+            return self.expr(node.body)
+        finally:
+            self._loop = saved
+
+    def _combine(self, node: ast.Call) -> Ty:
+        signature = COMBINATORS[node.name]
+        catalog.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
+        if node.name == "mean":
+            heads = [self.expr(a) for a in node.args]
+            head_nodes = list(node.args)
+        else:
+            if len(node.args) != 1 or not isinstance(node.args[0], ast.ListExpr):
+                return self._error("`mix` takes a list of heads and `weights=[...]`", node.span,
+                                   hint="e.g. `mix([t_logits, mg.fine.logits], weights=[1, ramp])`")
+            head_nodes = list(node.args[0].items)
+            heads = [self.expr(a) for a in head_nodes]
+            weights = node.kwarg("weights")
+            if weights is not None:
+                if not isinstance(weights.value, ast.ListExpr) or len(weights.value.items) != len(heads):
+                    self._error(f"`weights=` needs one weight per head ({len(heads)})", weights.value.span)
+                else:
+                    for item in weights.value.items:
+                        ty = self.expr(item)
+                        if not ty.scalar and ty.kind != T.ERROR:
+                            self._error(f"a mixing weight is a number or a schedule, not {ty.describe()}", item.span)
+        if len(heads) < 1:
+            return self._error(f"`{node.name}` needs at least one head", node.span)
+        for head_node, ty in zip(head_nodes, heads):
+            if ty.kind not in (T.TENSOR, T.ERROR):
+                self._error(f"`{node.name}` mixes tensors (teacher heads), not {ty.describe()}", head_node.span)
+        return merge(T.TENSOR, *heads)
+
+
+def level_names(symbols: Symbols, granularity: str, _seen=None) -> list[str]:
+    """A granularity's level names, following `mirrors` (cycle-safe)."""
+    seen = _seen or set()
+    decl = symbols.lookup(granularity)
+    if decl is None or decl.kind != "granularity" or granularity in seen:
+        return []
+    seen.add(granularity)
+    node = decl.node
+    if node.mirrors is not None:
+        return level_names(symbols, node.mirrors.text, seen)
+    return [level.name.text for level in node.levels]
+
+
+def _fold(op, a, b):
+    if a is None or b is None:
+        return None
+    try:
+        return {"+": a + b, "-": a - b, "*": a * b}[op] if op != "/" else a / b
+    except ZeroDivisionError:
+        return None
+
+
+def resolve(symbols: Symbols) -> tuple[Resolution, list[Diagnostic]]:
+    resolver = Resolver(symbols)
+    result = resolver.run()
+    return result, resolver.problems

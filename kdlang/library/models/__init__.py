@@ -1,0 +1,25 @@
+"""Model zoo for KD recipes: the CIFAR architectures of the KD literature, two
+Fashion-MNIST CNNs, any torchvision classifier as ``tv.<name>``, and the tap
+machinery that lets recipes name intermediate tensors.
+
+Zoo models share one layout: stages ``layer1``..``layer3``/``layer4``
+(``layer5`` for VGG), ``pool`` giving the flattened ``[N, d]`` feature and the
+classifier ``fc`` as the last child; ``forward`` returns logits only.
+"""
+
+from .registry import ModelInfo, UnknownModelError, build, info, names
+from .taps import TapError, TapInfo, TapRecorder, format_taps, list_taps, resolve
+
+__all__ = [
+    "ModelInfo",
+    "TapError",
+    "TapInfo",
+    "TapRecorder",
+    "UnknownModelError",
+    "build",
+    "format_taps",
+    "info",
+    "list_taps",
+    "names",
+    "resolve",
+]

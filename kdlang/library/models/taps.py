@@ -1,0 +1,316 @@
+"""Static tap discovery and runtime tap recording.
+
+A *tap* names a tensor a recipe wants from a model: a module path
+(``layer1.0.bn2``), a module path with a call index when the module runs
+several times per forward (``layer1.0.relu#2``, 1-based), or ``output``.
+
+:func:`list_taps` and :func:`resolve` answer "what does this path produce?"
+before any training, by one forward pass on the ``meta`` device (shapes
+only, no memory, no data). :class:`TapRecorder` captures the same tensors on
+the real model during training.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+OUTPUT = "output"
+
+
+@dataclass(frozen=True)
+class TapInfo:
+    """One tappable tensor: module path, per-sample shape, runs per forward, module class."""
+
+    name: str
+    shape: tuple[int, ...]
+    calls: int
+    kind: str
+
+
+class TapError(LookupError):
+    """A tap path that cannot be used, with the closest valid paths to offer instead."""
+
+    def __init__(self, message: str, suggestions: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestions = list(suggestions)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    """The tensor a tap stands for: the value itself, or the first tensor of a tuple/list/dict."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def split_path(path: str) -> tuple[str, int | None]:
+    """``'a.b#2'`` -> ``('a.b', 2)``; ``'a.b'`` -> ``('a.b', None)``."""
+    module, sep, index = path.partition("#")
+    if not sep:
+        return path, None
+    if not index.isdigit() or int(index) < 1:
+        raise TapError(f"bad call index in `{path}`: expected `{module}#k` with k >= 1", [module])
+    return module, int(index)
+
+
+def _suggest(path: str, candidates: Iterable[str]) -> list[str]:
+    return difflib.get_close_matches(path, list(candidates), n=3, cutoff=0.5)
+
+
+def _unknown(path: str, model: nn.Module, candidates: Iterable[str]) -> TapError:
+    suggestions = _suggest(path, candidates)
+    hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+    return TapError(f"`{path}` is not a tap of {type(model).__name__}{hint}", suggestions)
+
+
+def _ambiguous(path: str, calls: int) -> TapError:
+    choices = [f"{path}#{k}" for k in range(1, calls + 1)]
+    return TapError(f"`{path}` runs {calls} times per forward; choose one: {', '.join(choices)}", choices)
+
+
+# --- static listing -------------------------------------------------------
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """Deep copy whose parameters and buffers are ``meta`` tensors, never copying real data."""
+    memo: dict[int, Any] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")
+        if isinstance(tensor, nn.Parameter):
+            meta = nn.Parameter(meta, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = meta
+    return copy.deepcopy(model, memo)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[tuple[str, tuple[int, ...], str]], Any]:
+    """Run one forward on a copy of ``model`` and record ``(path, shape, kind)`` per module call."""
+    try:
+        clone, device = _meta_copy(model), torch.device("meta")
+        return _record(clone, torch.zeros((2, *input_shape), device=device))
+    except Exception:  # data-dependent ops or exotic modules: pay for a real forward instead
+        clone = copy.deepcopy(model)
+        return _record(clone, torch.zeros((2, *input_shape), device=_device_of(clone)))
+
+
+def _record(clone: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, tuple[int, ...], str]], Any]:
+    events: list[tuple[str, tuple[int, ...], str]] = []
+
+    def hook_for(path: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            tensor = first_tensor(output)
+            if tensor is not None:
+                events.append((path, tuple(tensor.shape[1:]), type(module).__name__))
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(p)) for p, m in clone.named_modules() if p]
+    try:
+        with torch.no_grad():
+            out = clone(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return events, out
+
+
+def list_taps(model: nn.Module, input_shape: Iterable[int]) -> list[TapInfo]:
+    """Every tappable tensor in execution order, for inputs of ``input_shape`` (no batch dim).
+
+    A module that runs ``n > 1`` times appears once under its plain name with
+    ``calls=n`` (ambiguous, refused by :func:`resolve`) and once per call as
+    ``name#1`` .. ``name#n``. Modules that never run are absent. The last
+    entry is ``output``.
+    """
+    events, out = _trace(model, tuple(input_shape))
+    totals: dict[str, int] = {}
+    for path, _, _ in events:
+        totals[path] = totals.get(path, 0) + 1
+    seen: dict[str, int] = {}
+    taps: list[TapInfo] = []
+    for path, shape, kind in events:
+        k = seen[path] = seen.get(path, 0) + 1
+        if k == 1:
+            taps.append(TapInfo(path, shape, totals[path], kind))
+        if totals[path] > 1:
+            taps.append(TapInfo(f"{path}#{k}", shape, 1, kind))
+    tensor = first_tensor(out)
+    if tensor is not None:
+        taps.append(TapInfo(OUTPUT, tuple(tensor.shape[1:]), 1, type(model).__name__))
+    return taps
+
+
+def resolve(
+    model: nn.Module, path: str, input_shape: Iterable[int], taps: list[TapInfo] | None = None
+) -> TapInfo:
+    """The :class:`TapInfo` for ``path``, or a :class:`TapError` saying why it cannot be tapped.
+
+    Pass ``taps`` (from :func:`list_taps`) to resolve many paths with one trace.
+    """
+    taps = list_taps(model, input_shape) if taps is None else taps
+    by_name = {t.name: t for t in taps}
+    found = by_name.get(path)
+    if found is not None:
+        if found.calls > 1:
+            raise _ambiguous(path, found.calls)
+        return found
+    module_path, call = split_path(path)
+    single = by_name.get(module_path)
+    if call == 1 and single is not None and single.calls == 1:
+        return replace(single, name=path)
+    if module_path in dict(model.named_modules()) and module_path and module_path not in by_name:
+        raise TapError(f"`{module_path}` never runs (or returns no tensor) in {type(model).__name__}.forward")
+    raise _unknown(path, model, by_name)
+
+
+def format_taps(taps: Iterable[TapInfo]) -> str:
+    """Aligned table (name, kind, shape, calls) for ``kdlang taps``."""
+    rows = [("name", "kind", "shape", "calls")]
+    for t in taps:
+        shape = "x".join(map(str, t.shape)) if t.shape else "scalar"
+        rows.append((t.name, t.kind, shape, str(t.calls)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [
+        f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {shape:<{widths[2]}}  {calls:>5}".rstrip()
+        for name, kind, shape, calls in rows
+    ]
+    return "\n".join(lines)
+
+
+# --- runtime recording ----------------------------------------------------
+
+
+class TapRecorder:
+    """Capture tap tensors from a real model, forward after forward.
+
+    Hooks only read outputs: tensors keep their autograd graph (student taps
+    get gradients), and under ``no_grad``/``inference_mode`` they simply have
+    none. Call counters and ``values`` reset when the root model starts a
+    forward. Nothing is added to the model's parameters, buffers or
+    ``state_dict``; :meth:`remove` (or leaving the ``with`` block) detaches it.
+
+    ``clone=True`` copies each captured tensor, for models that later modify
+    a tapped tensor in place (torchvision's ``ReLU(inplace=True)``, ``+=``);
+    without it such a tap raises :class:`TapError` when read instead of
+    silently returning the modified values.
+    """
+
+    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = False) -> None:
+        self.model = model
+        self.paths = list(dict.fromkeys(paths))
+        self.clone = clone
+        self._values: dict[str, torch.Tensor] = {}
+        self._versions: dict[str, int | None] = {}
+        self._counts: dict[str, int] = {}
+        wanted: dict[str, list[tuple[str, int | None]]] = {}
+        modules = dict(model.named_modules())
+        for path in self.paths:
+            if path == OUTPUT:
+                continue
+            module_path, call = split_path(path)
+            if not module_path or module_path not in modules:
+                raise _unknown(path, model, [OUTPUT, *(p for p in modules if p)])
+            wanted.setdefault(module_path, []).append((path, call))
+        # Hooks are closures, not bound methods: deepcopy (as list_taps does) treats functions
+        # as atomic but would copy a bound method's recorder, captured tensors included.
+        self._handles = [model.register_forward_pre_hook(self._reset_hook(), prepend=True)]
+        for module_path, requests in wanted.items():
+            module = modules[module_path]
+            hook = self._module_hook(module, module_path, requests)
+            self._handles.append(module.register_forward_hook(hook))
+        if OUTPUT in self.paths:
+            self._handles.append(model.register_forward_hook(self._module_hook(model, "", [(OUTPUT, None)])))
+
+    def _reset_hook(self):
+        def reset(module: nn.Module, args: Any) -> None:
+            if module is self.model:  # copies made by list_taps share these hooks; ignore them
+                self._counts.clear()
+                self.clear()
+        return reset
+
+    def _module_hook(self, owner: nn.Module, module_path: str, requests: list[tuple[str, int | None]]):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if module is not owner:
+                return
+            k = self._counts[module_path] = self._counts.get(module_path, 0) + 1
+            for path, call in requests:
+                if call is None and k > 1:
+                    raise _ambiguous(path, k)
+                if call in (None, k):
+                    self._store(path, output)
+        return hook
+
+    def _store(self, path: str, output: Any) -> None:
+        tensor = first_tensor(output)
+        if tensor is None:
+            raise TapError(f"tap `{path}` produced no tensor ({type(output).__name__})")
+        if self.clone:
+            tensor = tensor.clone()
+        self._values[path] = tensor
+        self._versions[path] = _version(tensor)
+
+    @property
+    def values(self) -> dict[str, torch.Tensor]:
+        """Captured tensors of the last forward, checked for later in-place modification."""
+        for path, tensor in self._values.items():
+            if _version(tensor) != self._versions[path]:
+                raise TapError(
+                    f"tap `{path}` was modified in place after it was captured; use TapRecorder(..., clone=True)"
+                )
+        return dict(self._values)
+
+    def __getitem__(self, path: str) -> torch.Tensor:
+        values = self.values
+        if path not in values:
+            raise TapError(f"tap `{path}` was not captured in the last forward", _suggest(path, values))
+        return values[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def clear(self) -> None:
+        """Drop references to captured tensors (frees their memory and graphs)."""
+        self._values.clear()
+        self._versions.clear()
+
+    def remove(self) -> None:
+        """Detach every hook; the model is exactly as before."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.clear()
+
+    def __enter__(self) -> TapRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """In-place modification counter; inference tensors have none."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None

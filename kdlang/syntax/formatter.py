@@ -1,0 +1,417 @@
+"""The canonical layout of a recipe (`kdlang fmt`): one spelling per meaning, comments kept.
+
+The formatter prints from the AST, so layout in the source is forgotten, and it places every comment
+by comparing its span with the statements' spans. Two promises, checked by the tests:
+`parse(format_text(x)) == parse(x)` and `format_text(format_text(x)) == format_text(x)`.
+
+Layout rules:
+- the version line, then the statements in source order, one per line (long lines are not wrapped);
+- no blank line inside a run of statements of the same kind (`recipe` and `kdlang` count as one kind),
+  one blank line between runs and around every block (`stage`, `granularity` with levels);
+- 2-space indentation inside `{ }`; `=` aligned within a run (taps, models, losses, ...);
+  the cells of `level` lines aligned in columns;
+- a comment on its own line stays before the line that follows it, a comment at the end of a line
+  stays there (two spaces away), a comment inside a statement that spans several lines moves before
+  it, a comment at the end of a block or of the file stays there.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from kdlang.syntax import ast
+from kdlang.syntax.parser import parse
+
+INDENT = "  "
+COMMENT_GAP = "  "
+
+
+def format_text(text: str, file: str = "<string>") -> str:
+    """Parse then format; raises `SyntaxProblem` when the text does not parse."""
+    return format_recipe(parse(text, file))
+
+
+def format_recipe(recipe: ast.Recipe) -> str:
+    """The canonical text of a recipe, ending with exactly one newline."""
+    entries = _entries(recipe)
+    tail: list[str] = []
+    _attach(sorted(recipe.comments, key=lambda c: _start(c.span)), entries, tail)
+    lines = _render_runs(entries, indent="", blank_between_runs=True)
+    if tail:
+        lines += ([""] if lines else []) + tail
+    return "\n".join(lines) + "\n"
+
+
+# ---- expressions ---------------------------------------------------------------------------
+
+# Binding strength of what an expression prints as; an operand weaker than its slot needs parentheses.
+_EXPR, _SUM, _PRODUCT, _UNARY, _ATOM = range(5)
+_BINARY = {"+": _SUM, "-": _SUM, "*": _PRODUCT, "/": _PRODUCT}
+
+
+def format_expr(node) -> str:
+    """An expression (or comprehension) in a slot that takes any expression: `->` and `..` included."""
+    return _operand(node, _EXPR)
+
+
+def _operand(node, slot: int) -> str:
+    text, strength = _expr(node)
+    return f"({text})" if strength < slot else text
+
+
+def _expr(node) -> tuple[str, int]:
+    """The text of an expression and how strongly it binds."""
+    match node:
+        case ast.BinOp(op=op, left=left, right=right):
+            strength = _BINARY[op]
+            # Left-associative: a right operand of equal strength keeps its parentheses.
+            return f"{_operand(left, strength)} {op} {_operand(right, strength + 1)}", strength
+        case ast.Neg(operand=operand):
+            return "-" + _operand(operand, _UNARY), _UNARY
+        case ast.Arrow(start=start, end=end):
+            return f"{_operand(start, _SUM)} -> {_operand(end, _SUM)}", _EXPR
+        case ast.Range(start=start, end=end):
+            return f"{_operand(start, _SUM)}..{_operand(end, _SUM)}", _EXPR
+        case ast.Comprehension(var=var, iterable=iterable, body=body):
+            return f"for {var.text} in {_ref(iterable)}: {format_expr(body)}", _EXPR
+    return _atom(node), _ATOM
+
+
+def _atom(node) -> str:
+    match node:
+        case ast.Num(text=text):
+            return text
+        case ast.Str(value=value):
+            return quote(value)
+        case ast.Bool(value=value):
+            return "true" if value else "false"
+        case ast.NoneLit():
+            return "none"
+        case ast.ListExpr(items=items):
+            return "[" + ", ".join(format_expr(item) for item in items) + "]"
+        case ast.Ref():
+            return _ref(node)
+        case ast.Call():
+            return _call(node)
+    raise TypeError(f"not an expression: {node!r}")
+
+
+def _ref(ref: ast.Ref) -> str:
+    trail = (f".{t.text}" if isinstance(t, ast.Name) else f"[{format_expr(t)}]" for t in ref.trail)
+    return ref.head.text + "".join(trail)
+
+
+def _call(call: ast.Call) -> str:
+    return _ref(call.func) + _arguments(call.args, call.kwargs)
+
+
+def _arguments(args, kwargs) -> str:
+    parts = [format_expr(a) for a in args] + [f"{k.name.text}={format_expr(k.value)}" for k in kwargs]
+    return "(" + ", ".join(parts) + ")"
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def quote(value: str) -> str:
+    """A string literal that reads back as `value`.
+
+    Plain text is printed as is. Once an escape is needed, every non-ASCII character is escaped too:
+    the parser decodes an escaped literal with `unicode_escape`, which reads raw non-ASCII wrongly.
+    """
+    if not any(ch in _ESCAPES or not ch.isprintable() for ch in value):
+        return f'"{value}"'
+    return '"' + "".join(_escape(ch) for ch in value) + '"'
+
+
+def _escape(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if " " <= ch <= "~":
+        return ch
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+# ---- statements ----------------------------------------------------------------------------
+
+
+def _names(names) -> str:
+    return ", ".join(n.text for n in names)
+
+
+def _checkpoint(checkpoint: ast.Checkpoint | None) -> str:
+    if checkpoint is None:
+        return ""
+    if checkpoint.stage is not None:
+        return f" from stage {checkpoint.stage.text}"
+    return f" from {quote(checkpoint.path)}"
+
+
+def _declaration(node) -> tuple[str, str] | None:
+    """(left, right) of a statement written `left = right`, so runs of them can align the `=`."""
+    match node:
+        case ast.Model(name=name, source=source, checkpoint=checkpoint, frozen=frozen):
+            return f"model {name.text}", _call(source) + _checkpoint(checkpoint) + (" frozen" if frozen else "")
+        case ast.Tap(name=name, model=model, layer=layer):
+            return f"tap {name.text}", f"{model.text}.{layer.text}"
+        case ast.Data(name=ast.Name(text=name), source=source):
+            return f"data {name}", _call(source)
+        case ast.Branch(name=name, tap=tap, source=source, checkpoint=checkpoint):
+            return f"branch {name.text} on {tap.text}", _call(source) + _checkpoint(checkpoint)
+        case ast.Schedule(name=name, value=value):
+            return f"schedule {name.text}", format_expr(value)
+        case ast.Excite(name=name, value=value):
+            return f"excite {name.text}", format_expr(value)
+        case ast.Loss(name=name, value=value):
+            return f"loss {name.text}", format_expr(value)
+    return None
+
+
+def format_statement(node) -> str:
+    """One statement (or stage item, level, version line) on one line; blocks give their header."""
+    declaration = _declaration(node)
+    if declaration is not None:
+        return " = ".join(declaration)
+    match node:
+        case ast.Version(number=number):
+            return f"kdlang {number}"
+        case ast.Title(text=text):
+            return f"recipe {quote(text)}"
+        case ast.Use(path=path):
+            return f"use {quote(path)}"
+        case ast.Data(source=source):
+            return f"data {_call(source)}"
+        case ast.Granularity():
+            return _granularity_header(node)
+        case ast.Level():
+            return " ".join(_level_cells(node))
+        case ast.Stage(name=name, kwargs=kwargs):
+            return f"stage {name.text}" + (_arguments((), kwargs) if kwargs else "")
+        case ast.Train(names=names):
+            return f"train {_names(names)}"
+        case ast.Losses(names=names):
+            return f"losses {_names(names)}"
+        case ast.Optimizer(call=call):
+            return f"optimizer {_call(call)}"
+        case ast.Lr(call=call):
+            return f"lr {_call(call)}"
+        case ast.Report():
+            return _report(node)
+        case ast.Runtime(kwargs=kwargs):
+            return "runtime" + _arguments((), kwargs)
+    raise TypeError(f"not a statement: {node!r}")
+
+
+def _granularity_header(node: ast.Granularity) -> str:
+    text = f"granularity {node.name.text} on {node.tap.text}"
+    if node.mirrors is not None:
+        text += f" mirrors {node.mirrors.text}"
+    return text + _checkpoint(node.checkpoint)
+
+
+def _level_cells(level: ast.Level) -> list[str]:
+    return [f"level {level.name.text}"] + [f"{k.name.text}={format_expr(k.value)}" for k in level.kwargs]
+
+
+def _report(report: ast.Report) -> str:
+    text = f"report {_names(report.metrics)} on {report.split.text}"
+    if report.select is not None:
+        text += f", select {report.select.text} on {report.select_split.text}"
+    if report.noise is not None:
+        text += f", noise {format_expr(report.noise)}"
+    return text
+
+
+# ---- comments ------------------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class _Entry:
+    """One statement with the comments placed around it; blocks hold their items as entries."""
+
+    node: object
+    children: list = attrs.Factory(list)
+    leading: list = attrs.Factory(list)  # own lines before the statement
+    trailing: str | None = None  # after the statement's (last) line
+    opener: str | None = None  # after a block's `{`
+    closing: list = attrs.Factory(list)  # own lines before a block's `}`
+
+
+def _entries(recipe: ast.Recipe) -> list[_Entry]:
+    nodes = ([recipe.version] if recipe.version is not None else []) + list(recipe.statements)
+    return [_Entry(node, [_Entry(child) for child in _children(node)]) for node in nodes]
+
+
+def _children(node) -> tuple:
+    if isinstance(node, ast.Stage):
+        return node.items
+    if isinstance(node, ast.Granularity):
+        return node.levels
+    return ()
+
+
+def _is_container(node) -> bool:
+    return isinstance(node, (ast.Stage, ast.Granularity))
+
+
+def _start(span: ast.Span) -> tuple[int, int]:
+    return span.line, span.col
+
+
+def _end(span: ast.Span) -> tuple[int, int]:
+    return span.end_line, span.end_col
+
+
+def _attach(comments, entries: list[_Entry], tail: list[str]) -> None:
+    """Give each comment (sorted by position) to exactly one entry, or to `tail` when none follows."""
+    inside: dict[int, list] = {id(entry): [] for entry in entries}
+    for comment in comments:
+        at = _start(comment.span)
+        host = next((e for e in entries if _start(e.node.span) <= at < _end(e.node.span)), None)
+        if host is not None:
+            inside[id(host)].append(comment)
+            continue
+        before = [e for e in entries if _end(e.node.span) <= at]
+        after = next((e for e in entries if _start(e.node.span) > at), None)
+        if before and before[-1].trailing is None and before[-1].node.span.end_line == comment.span.line:
+            before[-1].trailing = comment.text
+        elif after is not None:
+            after.leading.append(comment.text)
+        else:
+            tail.append(comment.text)
+    for entry in entries:
+        if inside[id(entry)]:
+            _attach_inside(entry, inside[id(entry)])
+
+
+def _attach_inside(entry: _Entry, comments: list) -> None:
+    """Comments within a statement's span: before it for a line, at its place for a block."""
+    node = entry.node
+    if not _is_container(node):
+        entry.leading.extend(c.text for c in comments)
+        return
+    first = _start(entry.children[0].node.span) if entry.children else _end(node.span)
+    header_end = _header_end_line(node)
+    body = []
+    for comment in comments:
+        if _start(comment.span) >= first:
+            body.append(comment)
+        elif comment.span.line == node.span.line and entry.opener is None:
+            entry.opener = comment.text
+        elif comment.span.line <= header_end:
+            entry.leading.append(comment.text)
+        else:
+            body.append(comment)
+    _attach(body, entry.children, entry.closing)
+
+
+def _header_end_line(node) -> int:
+    """The last line a block's header is known to reach (the `{` itself has no span)."""
+    if isinstance(node, ast.Stage):
+        parts = [node.name, *node.kwargs]
+    else:
+        parts = [node.name, node.tap, node.mirrors, node.checkpoint]
+    return max(part.span.end_line for part in parts if part is not None)
+
+
+# ---- layout --------------------------------------------------------------------------------
+
+
+def _is_block(entry: _Entry) -> bool:
+    node = entry.node
+    return isinstance(node, ast.Stage) or (
+        isinstance(node, ast.Granularity) and bool(entry.children or entry.closing)
+    )
+
+
+def _kind(entry: _Entry):
+    """Entries of one kind form a run: no blank lines inside it, aligned `=`. Each block is alone."""
+    if _is_block(entry):
+        return entry
+    if isinstance(entry.node, (ast.Version, ast.Title)):
+        return "header"
+    return type(entry.node)
+
+
+def _runs(entries: list[_Entry]) -> list[list[_Entry]]:
+    runs: list[list[_Entry]] = []
+    for entry in entries:
+        if runs and _kind(runs[-1][-1]) == _kind(entry):
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
+
+
+def _render_runs(entries: list[_Entry], indent: str, blank_between_runs: bool) -> list[str]:
+    lines: list[str] = []
+    for run in _runs(entries):
+        if lines and blank_between_runs:
+            lines.append("")
+        lines += _render_run(run, indent)
+    return lines
+
+
+def _render_run(run: list[_Entry], indent: str) -> list[str]:
+    declarations = [_declaration(entry.node) for entry in run]
+    width = max((len(d[0]) for d in declarations if d is not None), default=0)
+    lines: list[str] = []
+    for entry, declaration in zip(run, declarations):
+        if _is_block(entry):
+            lines += _render_block(entry, indent)
+            continue
+        _settle_opener(entry)
+        lines += [indent + text for text in entry.leading]
+        if declaration is not None:
+            text = f"{declaration[0].ljust(width)} = {declaration[1]}"
+        else:
+            text = format_statement(entry.node)
+        lines.append(_with_comment(indent + text, entry.trailing))
+    return lines
+
+
+def _settle_opener(entry: _Entry) -> None:
+    """A granularity printed without braces has no `{` line: its opener comment trails the line."""
+    if entry.opener is None:
+        return
+    if entry.trailing is None:
+        entry.trailing = entry.opener
+    else:
+        entry.leading.append(entry.opener)
+    entry.opener = None
+
+
+def _render_block(entry: _Entry, indent: str) -> list[str]:
+    header = indent + format_statement(entry.node)
+    lines = [indent + text for text in entry.leading]
+    if not (entry.children or entry.closing or entry.opener):
+        return lines + [_with_comment(header + " {}", entry.trailing)]
+    lines.append(_with_comment(header + " {", entry.opener))
+    inner = indent + INDENT
+    if isinstance(entry.node, ast.Granularity):
+        lines += _render_levels(entry.children, inner)
+    else:
+        lines += _render_runs(entry.children, inner, blank_between_runs=False)
+    lines += [inner + text for text in entry.closing]
+    lines.append(_with_comment(indent + "}", entry.trailing))
+    return lines
+
+
+def _render_levels(entries: list[_Entry], indent: str) -> list[str]:
+    """`level` lines with their cells (name, then each `key=value`) aligned in columns."""
+    rows = [_level_cells(entry.node) for entry in entries]
+    columns = max(len(row) for row in rows)
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(columns)]
+    lines: list[str] = []
+    for entry, row in zip(entries, rows):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])] + row[-1:]
+        lines += [indent + text for text in entry.leading]
+        lines.append(_with_comment(indent + " ".join(cells), entry.trailing))
+    return lines
+
+
+def _with_comment(line: str, comment: str | None) -> str:
+    return f"{line}{COMMENT_GAP}{comment}" if comment else line
