@@ -42,8 +42,8 @@ class Checked:
         return "\n".join(d.format(self.sources) for d in self.diagnostics)
 
 
-def check_path(path: str | Path, *, skip=()) -> Checked:
-    program, diagnostics = load_path(path)
+def check_path(path: str | Path, *, skip=(), texts: dict | None = None) -> Checked:
+    program, diagnostics = load_path(path, texts)
     return _check(program, diagnostics, skip)
 
 

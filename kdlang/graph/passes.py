@@ -310,11 +310,9 @@ def runtime(graph: RecipeGraph):
 
 
 def shapes(graph: RecipeGraph):
-    """Shape inference over taps, branches and losses; provided by the model zoo once it exists."""
-    try:
-        from kdlang.graph.shapes import infer_shapes
-    except ImportError:
-        return []
+    """Every tap, branch, excitation and loss input gets a shape; mismatches name both ends."""
+    from kdlang.graph.shapes import infer_shapes
+
     return infer_shapes(graph)
 
 

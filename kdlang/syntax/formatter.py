@@ -12,7 +12,7 @@ Layout rules:
   the cells of `level` lines aligned in columns;
 - a comment on its own line stays before the line that follows it, a comment at the end of a line
   stays there (two spaces away), a comment inside a statement that spans several lines moves before
-  it, a comment at the end of a block or of the file stays there.
+  it, a comment at the end of a block or of the file stays there. Comments keep their order.
 """
 
 from __future__ import annotations
@@ -288,23 +288,25 @@ def _attach(comments, entries: list[_Entry], tail: list[str]) -> None:
 
 
 def _attach_inside(entry: _Entry, comments: list) -> None:
-    """Comments within a statement's span: before it for a line, at its place for a block."""
+    """Comments within a statement's span: before it for a line, at their place for a block.
+
+    In a block, a lone comment on the header's first line trails the `{`; comments spread over a
+    multi-line header all move before the block, so their order is kept.
+    """
     node = entry.node
     if not _is_container(node):
         entry.leading.extend(c.text for c in comments)
         return
     first = _start(entry.children[0].node.span) if entry.children else _end(node.span)
     header_end = _header_end_line(node)
-    body = []
+    header, body = [], []
     for comment in comments:
-        if _start(comment.span) >= first:
-            body.append(comment)
-        elif comment.span.line == node.span.line and entry.opener is None:
-            entry.opener = comment.text
-        elif comment.span.line <= header_end:
-            entry.leading.append(comment.text)
-        else:
-            body.append(comment)
+        in_header = _start(comment.span) < first and comment.span.line <= header_end
+        (header if in_header else body).append(comment)
+    if len(header) == 1 and header[0].span.line == node.span.line:
+        entry.opener = header[0].text
+    else:
+        entry.leading.extend(c.text for c in header)
     _attach(body, entry.children, entry.closing)
 
 
@@ -403,7 +405,7 @@ def _render_block(entry: _Entry, indent: str) -> list[str]:
 def _render_levels(entries: list[_Entry], indent: str) -> list[str]:
     """`level` lines with their cells (name, then each `key=value`) aligned in columns."""
     rows = [_level_cells(entry.node) for entry in entries]
-    columns = max(len(row) for row in rows)
+    columns = max((len(row) for row in rows), default=0)
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(columns)]
     lines: list[str] = []
     for entry, row in zip(entries, rows):

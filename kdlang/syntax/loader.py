@@ -36,13 +36,15 @@ def load_text(text: str, file: str = "<string>") -> tuple[Program | None, list[D
     return _Loader().load(Path(file), text)
 
 
-def load_path(path: str | Path) -> tuple[Program | None, list[Diagnostic]]:
+def load_path(path: str | Path, texts: dict | None = None) -> tuple[Program | None, list[Diagnostic]]:
+    """Load from disk; `texts` maps file names to replacement texts (used by `--set`)."""
     path = Path(path)
-    return _Loader().load(path, None)
+    return _Loader(texts).load(path, None)
 
 
 class _Loader:
-    def __init__(self):
+    def __init__(self, texts: dict | None = None):
+        self.texts = texts or {}
         self.sources = SourceMap()
         self.parsed: dict[Path, ast.Recipe] = {}
         self.diagnostics: list[Diagnostic] = []
@@ -57,6 +59,8 @@ class _Loader:
         return program, self.diagnostics
 
     def _parse(self, path: Path, text: str | None, used_at: ast.Use | None) -> ast.Recipe | None:
+        if text is None:
+            text = self.texts.get(str(path))
         if text is None:
             try:
                 text = path.read_text(encoding="utf-8")

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
-import torch
 
 from . import cifar, fashion_mnist, synthetic as _synthetic
 from .base import DataBundle, DatasetInfo, RawData, default_root
@@ -214,6 +213,8 @@ def build(
     )
 
 
+# Note: this function deliberately replaces the `synthetic` submodule as a package
+# attribute; the generator itself is reachable as `_synthetic` (or via sys.modules).
 def synthetic(shape=(3, 32, 32), classes: int = 10, size: int = 256, seed: int = 0, **kwargs: Any) -> DataBundle:
     """Shorthand for ``build("synthetic", shape=..., classes=..., size=..., seed=...)``."""
     return build("synthetic", shape=shape, classes=classes, size=size, seed=seed, **kwargs)

@@ -60,15 +60,27 @@ class SplitDataset(Dataset):
         if self.follows_epoch:
             self.epoch = int(epoch)
 
-    def get_batch(self, positions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(images [B,C,H,W] float32, labels [B] int64, indices [B] int64)``."""
+    def raw_batch(self, positions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Un-augmented ``(uint8 images, labels, indices)``: the GPU fast path.
+
+        Move these to any device and call `augment` there; the result equals
+        `get_batch` on CPU because randomness is keyed, not drawn.
+        """
         index = torch.as_tensor(positions, dtype=torch.int64).reshape(-1)
         n = len(self)
         if index.numel() and (index.min() < -n or index.max() >= n):
             raise IndexError(f"index out of range for {self.name or 'split'} of size {n}")
         index = torch.remainder(index, n) if n else index
-        images = self.transform(self.images[index], index, self.seed, self.epoch)
-        return images, self.targets[index], index
+        return self.images[index], self.targets[index], index
+
+    def augment(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Apply this split's pipeline at the current epoch (any device)."""
+        return self.transform(images, indices, self.seed, self.epoch)
+
+    def get_batch(self, positions: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(images [B,C,H,W] float32, labels [B] int64, indices [B] int64)``."""
+        images, labels, index = self.raw_batch(positions)
+        return self.augment(images, index), labels, index
 
     def __getitem__(self, position: Any) -> tuple[torch.Tensor, int, int]:
         """``(image, label, index)`` of one sample."""

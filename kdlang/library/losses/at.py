@@ -4,7 +4,7 @@ Paper: Zagoruyko & Komodakis, "Paying More Attention to Attention: Improving
 the Performance of Convolutional Neural Networks via Attention Transfer",
 ICLR 2017.
 
-Formula (per layer pair, p = 2): ``a(f) = normalize_L2( mean_c f_c^p ).view(N, HW)``
+Formula (per layer pair, p = 2): ``a(f) = normalize_L2( mean_c |f_c|^p ).view(N, HW)``
 and ``L_pair = mean_{n, hw} (a(f_s) - a(f_t))^2``, i.e. the squared difference
 averaged over the batch and the spatial positions (the RepDistiller
 normalisation, ``(a_s - a_t).pow(2).mean()``). Several layer pairs are summed.
@@ -26,7 +26,7 @@ INFO = LossInfo(
     name="at",
     summary="attention transfer: MSE between L2-normalised channel-pooled activation maps",
     paper="Zagoruyko & Komodakis, Paying More Attention to Attention, ICLR 2017",
-    formula="L = sum_pairs mean_{n,hw} (a_s - a_t)^2, a = normalize(mean_c f^p over channels)",
+    formula="L = sum_pairs mean_{n,hw} (a_s - a_t)^2, a = normalize(mean_c |f|^p over channels)",
     hyper={"p": 2.0, "resize": False},
     needs=(),
     inputs="feature",
@@ -36,7 +36,7 @@ INFO = LossInfo(
 
 
 def attention(f: torch.Tensor, p: float) -> torch.Tensor:
-    return F.normalize(f.pow(p).mean(dim=1).reshape(f.shape[0], -1), dim=1)
+    return F.normalize(f.abs().pow(p).mean(dim=1).reshape(f.shape[0], -1), dim=1)
 
 
 class AT(DistillLoss):

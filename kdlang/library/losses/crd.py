@@ -12,7 +12,7 @@ embeddings and ``M_t`` of teacher embeddings.
 For each sample i (dataset index ``index[i]``) the positive is its own entry
 and K negatives are drawn uniformly from the OTHER ``num_data - 1`` entries
 (with replacement) using a ``torch.Generator`` seeded with ``seed`` so runs
-are reproducible. The critic is ``h(v, m) = exp(v.m / nce_t) / Z`` where the
+are reproducible (its state is part of the module's state_dict). The critic is ``h(v, m) = exp(v.m / nce_t) / Z`` where the
 normalising constant ``Z = mean(exp(v.m / nce_t)) * num_data`` is estimated
 once, on the first batch (separately per direction), then frozen. With noise
 distribution ``P_n = 1 / num_data`` the NCE loss of one direction is
@@ -75,6 +75,14 @@ class CRD(DistillLoss):
             bank = torch.randn(self.num_data, feat_dim, generator=self.generator)
             self.register_buffer(f"memory_{side}", F.normalize(bank, dim=1))
             self.register_buffer(f"z_{side}", torch.tensor(-1.0))
+
+    def get_extra_state(self) -> torch.Tensor:
+        """Generator state (a uint8 tensor, like every state_dict entry), saved so a
+        resumed run continues the same stream of negatives."""
+        return self.generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state.detach().to("cpu", torch.uint8))
 
     def sample(self, index: torch.Tensor) -> torch.Tensor:
         """(N, 1 + K) memory rows: the positive ``index`` then K uniform negatives != index."""

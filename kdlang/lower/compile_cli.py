@@ -1,0 +1,53 @@
+"""`kdlang compile R.kd [--print-ir] [--run]`: check, lower, and train into a run directory."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from kdlang.diagnostics import RecipeError
+
+
+def run_compile(args, usage_error) -> int:
+    import torch
+
+    from kdlang.lower.recipe import load
+
+    if not Path(args.recipe).is_file():
+        raise usage_error(f"no such recipe file: {args.recipe}")
+    for plugin in args.plugin:
+        _import_plugin(plugin, usage_error)
+    try:
+        recipe = load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke)
+    except RecipeError as exc:
+        for d in exc.diagnostics:
+            print(d.format(exc.sources), file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a malformed --set
+        raise usage_error(str(exc)) from None
+    for d in recipe.warnings:
+        print(d.format(recipe.checked.sources), file=sys.stderr)
+    if args.print_ir:
+        from kdlang.lower.ir import format_ir
+
+        print(format_ir(recipe))
+    if not (args.run or args.smoke):
+        if not args.print_ir:
+            print(f"{args.recipe}: ok (add --run to train, --print-ir to see the program)")
+        return 0
+    from kdlang.runtime.run import execute
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.resume or args.out or f"runs/{Path(args.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return execute(recipe, out, device=device, seed=args.seed, smoke=args.smoke,
+                   resume=bool(args.resume), overrides=args.set)
+
+
+def _import_plugin(name: str, usage_error) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        raise usage_error(f"cannot import plugin {name!r}: {exc}") from None

@@ -1,0 +1,175 @@
+"""A stage lowered to one `torch.nn.Module`.
+
+`forward((inputs, labels[, index]))` returns `(student_logits, {loss_name: weighted_loss})`, so it
+drops into any training loop. Everything the stage does not train runs in eval mode under
+`torch.inference_mode`, and only when some loss (or head) of the stage reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import torch
+from torch import nn
+
+from kdlang.lower import terms as T
+
+
+def module_key(name: str) -> str:
+    """ModuleDict keys may not contain '.' or '#'."""
+    return re.sub(r"[.#]", "_", name)
+
+
+class StageModule(nn.Module):
+    def __init__(self, recipe, stage: str):
+        super().__init__()
+        graph, plan = recipe.graph, recipe.plan
+        self.stage = stage
+        self.trained = set(graph.trained_in(stage))
+        self.loss_keys = graph.stage_losses(stage)
+        self.excite_keys = graph.stage_excites(stage)
+        self.loss_names = {key: graph.decl(key).name for key in self.loss_keys}
+        self.terms = {key: plan.terms[key] for key in self.loss_keys + self.excite_keys}
+        self.time = 0.0  # fractional epoch inside the stage; the trainer advances it
+
+        needed = set()
+        for term in self.terms.values():
+            needed.update(T.tensor_keys(term))
+        self.heads = recipe.heads(stage)
+        needed.update(key for _, key in self.heads)
+        needed = recipe.required_keys(needed)
+        self._recipe = recipe
+        self.order = recipe.component_order(recipe.components_for(needed))
+        self.components = nn.ModuleDict({module_key(c): recipe.component(c) for c in self.order})
+        self.frozen_side = {c for c in self.order if not (recipe.upstream(c) & self.trained)}
+        self.taps_by_model = recipe.taps_for(needed)
+        self.losses = nn.ModuleDict({
+            module_key(call.instance): recipe.loss_module(call)
+            for key in self.loss_keys for call in T.loss_calls(self.terms[key])
+        })
+        self._scheduled = [
+            (module_key(call.instance), name, value)
+            for key in self.loss_keys for call in T.loss_calls(self.terms[key])
+            for name, value in call.hyper.items() if isinstance(value, T.TScalar)
+        ]
+        self._recorders = {}
+
+    # ---- parameters and modes -----------------------------------------------------------
+    def trainable_parameters(self) -> list:
+        params = []
+        for name in self.order:
+            if name in self.trained:
+                params += list(self.components[module_key(name)].parameters())
+        for module in self.losses.values():
+            params += [p for p in module.parameters()]
+        return params
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.order:  # only what this stage trains leaves eval mode
+            self.components[module_key(name)].train(mode and name in self.trained)
+        return self
+
+    def freeze_others(self) -> None:
+        for name in self.order:
+            self.components[module_key(name)].requires_grad_(name in self.trained)
+
+    # ---- forward ------------------------------------------------------------------------
+    def tensors(self, inputs: torch.Tensor, keys=None) -> dict:
+        """Compute tap, branch and granularity tensors (all, or those feeding `keys`)."""
+        values = {}
+        for name in self.order:
+            if keys is not None and not self._feeds(name, keys):
+                continue
+            frozen = name in self.frozen_side
+            context = torch.inference_mode() if frozen else contextlib.nullcontext()
+            with context:
+                produced = self._run_component(name, inputs, values)
+            if frozen:  # inference tensors cannot enter autograd: hand on plain copies
+                produced = {k: v.clone() for k, v in produced.items()}
+            values.update(produced)
+        return values
+
+    def _feeds(self, name: str, keys) -> bool:
+        return bool(self._recipe.produces(name) & self._recipe.required_keys(keys))
+
+    def _run_component(self, name: str, inputs, values) -> dict:
+        recipe = self._recipe
+        module = self.components[module_key(name)]
+        kind = recipe.graph.kind(name)
+        if kind == "model":
+            taps = self.taps_by_model.get(name, {})
+            recorder = self._recorder(name, module, list(taps.values()))
+            module(inputs)
+            captured = recorder.values
+            recorder.clear()
+            return {key: captured[path] for key, path in taps.items()}
+        tap = recipe.graph.decl(name).node.tap.text
+        outputs = module(values[tap])
+        return {f"{name}.{k}": v for k, v in outputs.items()}
+
+    def _recorder(self, name, module, paths):
+        from kdlang.library.models import TapRecorder
+
+        recorder = self._recorders.get(name)
+        if recorder is None:
+            # clone: a later in-place op (ReLU(inplace=True)) must not change a captured tap
+            recorder = self._recorders[name] = TapRecorder(module, paths, clone=True)
+        return recorder
+
+    def forward(self, batch):
+        inputs, labels, index = (list(batch) + [None])[:3]
+        for module_name, attr, value in self._scheduled:
+            setattr(self.losses[module_name], attr, value.at(self.time))
+        values = self.tensors(inputs)
+        env = {"labels": labels, "index": index}
+        for key in self.excite_keys:
+            values[key] = self._eval(self.terms[key], values, env)
+        losses = {self.loss_names[key]: self._eval(self.terms[key], values, env) for key in self.loss_keys}
+        logits = values[self.heads[0][1]] if self.heads else None
+        return logits, losses
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor) -> dict:
+        """Logits of every evaluated head (trained models, branch and level classifiers)."""
+        keys = [key for _, key in self.heads]
+        values = self.tensors(inputs, keys)
+        return {head: values[key] for head, key in self.heads}
+
+    # ---- term evaluation ----------------------------------------------------------------
+    def _eval(self, term, values, env):
+        if isinstance(term, T.TTensor):
+            return values[term.key]
+        if isinstance(term, T.TList):
+            return [self._eval(t, values, env) for t in term.items]
+        if isinstance(term, T.TScalar):
+            return term.at(self.time)
+        if isinstance(term, T.TLabels):
+            return env["labels"]
+        if isinstance(term, T.TIndex):
+            return env["index"]
+        if isinstance(term, T.TBin):
+            left, right = self._eval(term.left, values, env), self._eval(term.right, values, env)
+            return {"+": lambda: left + right, "-": lambda: left - right,
+                    "*": lambda: left * right, "/": lambda: left / right}[term.op]()
+        if isinstance(term, T.TReduce):
+            items = [self._eval(t, values, env) for t in term.items]
+            total = items[0]
+            for item in items[1:]:
+                total = total + item
+            return total / len(items) if term.op == "mean" else total
+        if isinstance(term, T.TMix):
+            heads = [self._eval(h, values, env) for h in term.heads]
+            weights = [w.at(self.time) if isinstance(w, T.TScalar) else float(w) for w in term.weights]
+            norm = sum(weights) if term.normalize and sum(weights) > 0 else 1.0
+            total = heads[0] * (weights[0] / norm)
+            for head, weight in zip(heads[1:], weights[1:]):
+                total = total + head * (weight / norm)
+            return total
+        if isinstance(term, T.TLoss):
+            module = self.losses[module_key(term.instance)]
+            inputs = [self._eval(t, values, env) for t in term.inputs]
+            return module(*inputs, labels=env["labels"], index=env["index"]) if len(inputs) > 1 \
+                else module(inputs[0], env["labels"])
+        raise TypeError(f"cannot evaluate {type(term).__name__}")

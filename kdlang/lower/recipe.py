@@ -1,0 +1,216 @@
+"""`kdlang.load(path)` -> Recipe: a checked recipe whose components are built and ready to compile.
+
+Models, granularities and branches are built once and shared by every stage, so what one stage
+trains the next one reads. `Recipe.compile(stage)` returns that stage's `StageModule`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from kdlang.diagnostics import RecipeError, error, warning
+from kdlang.graph import evaluate
+from kdlang.library import branches as branch_lib
+from kdlang.lower import terms as T
+from kdlang.lower.module import StageModule
+from kdlang.lower.plan import make_plan, static_kwargs
+
+OUTPUT = "output"
+
+
+class Recipe:
+    def __init__(self, checked, *, allow_missing_checkpoints: bool = False):
+        if not checked.ok:
+            raise RecipeError(checked.errors or checked.diagnostics, checked.sources)
+        self.checked = checked
+        self.graph = checked.graph
+        self.symbols = self.graph.symbols
+        self.path = Path(checked.program.root.file)
+        self.plan, problems = make_plan(self.graph, build_losses=False)
+        if problems:
+            raise RecipeError(problems, checked.sources)
+        self.num_data = None  # set from the loaded data before losses that need it are built
+        self.warnings: list = []
+        self._components: dict = {}
+        self._losses: dict = {}
+        self._flow = self.graph.flow()
+        self._load_checkpoints(allow_missing_checkpoints)
+
+    @property
+    def title(self) -> str:
+        return self.checked.program.title or self.path.stem
+
+    @property
+    def stages(self) -> list[str]:
+        return self.graph.stages
+
+    # ---- components ---------------------------------------------------------------------
+    def component(self, name: str) -> torch.nn.Module:
+        if name not in self._components:
+            self._components[name] = self._build(name)
+        return self._components[name]
+
+    def _build(self, name: str) -> torch.nn.Module:
+        kind = self.graph.kind(name)
+        if kind == "model":
+            return self.plan.models[name].module
+        node = self.graph.decl(name).node
+        in_shape = self.plan.shapes[node.tap.text]
+        if kind == "granularity":
+            levels = evaluate.level_args(self.symbols, name)
+            return branch_lib.Granularity(self.plan.granularity_widths[name], levels, self.plan.classes,
+                                          decoders=name in self.plan.decoders)
+        return branch_lib.build_branch(node.source.name, static_kwargs(node.source), in_shape, self.plan.classes)
+
+    def all_components(self) -> list[str]:
+        return self.component_order(
+            [d.key for d in self.symbols.decls.values() if d.kind in ("model", "granularity", "branch")]
+        )
+
+    def component_order(self, names) -> list[str]:
+        names = set(names)
+        return [n for n in nx.lexicographical_topological_sort(self._flow) if n in names]
+
+    def upstream(self, name: str) -> set:
+        """The component and every component it reads from."""
+        found = {name}
+        kind = self.graph.kind(name)
+        if kind in ("granularity", "branch"):
+            tap = self.graph.decl(name).node.tap.text
+            model = self.plan.taps.get(tap, (None,))[0]
+            if model is not None:
+                found |= self.upstream(model)
+        return found
+
+    def produces(self, name: str) -> set:
+        kind = self.graph.kind(name)
+        if kind == "model":
+            return {key for key, (model, _) in self.plan.taps.items() if model == name} | {f"{name}:{OUTPUT}"}
+        return {key for key in self.plan.shapes if key.startswith(name + ".")}
+
+    def required_keys(self, keys) -> set:
+        """`keys` plus everything they are computed from (excitation inputs, the taps under branches)."""
+        out, todo = set(), list(keys)
+        while todo:
+            key = todo.pop()
+            if key in out:
+                continue
+            out.add(key)
+            if key in self.plan.terms:
+                todo.extend(T.tensor_keys(self.plan.terms[key]))
+            owner = key.split(".")[0]
+            if owner in self.symbols.decls and self.graph.kind(owner) in ("granularity", "branch") and key != owner:
+                todo.append(self.graph.decl(owner).node.tap.text)
+        return out
+
+    def components_for(self, keys) -> list[str]:
+        wanted = self.required_keys(keys)
+        return [c for c in self.all_components() if self.produces(c) & wanted]
+
+    def taps_for(self, keys) -> dict:
+        wanted = self.required_keys(keys)
+        out: dict = {}
+        for key, (model, path) in self.plan.taps.items():
+            if key in wanted:
+                out.setdefault(model, {})[key] = path
+        for model in self.plan.models:
+            if f"{model}:{OUTPUT}" in wanted:
+                out.setdefault(model, {})[f"{model}:{OUTPUT}"] = OUTPUT
+        return out
+
+    def heads(self, stage: str) -> list[tuple[str, str]]:
+        """(head name, tensor key) of every classifier a stage trains, evaluated for accuracy."""
+        heads = []
+        for name in self.component_order(self.graph.trained_in(stage)):
+            kind = self.graph.kind(name)
+            if kind == "model":
+                heads.append((name, f"{name}:{OUTPUT}"))
+            elif kind == "granularity" and name in self.plan.decoders:
+                for level in evaluate.level_args(self.symbols, name):
+                    heads.append((f"{name}.{level}", f"{name}.{level}.logits"))
+            elif kind == "branch" and self.plan.shapes.get(f"{name}.out") == (self.plan.classes,):
+                heads.append((name, f"{name}.out"))
+        return heads
+
+    # ---- losses -------------------------------------------------------------------------
+    def loss_module(self, call: T.TLoss) -> torch.nn.Module:
+        if call.instance not in self._losses:
+            from kdlang.library import losses
+
+            s_shape, t_shape = self._loss_shapes(call)
+            hyper = {k: (v.at(0.0) if isinstance(v, T.TScalar) else v) for k, v in call.hyper.items()}
+            needs_data = "index" in losses.info(call.fn).needs
+            self._losses[call.instance] = losses.build(
+                call.fn, s_shape=s_shape, t_shape=t_shape,
+                num_data=(self.num_data or 4096) if needs_data else None, **hyper)
+        return self._losses[call.instance]
+
+    def _loss_shapes(self, call):
+        def shape(term):
+            if isinstance(term, T.TList):
+                return [shape(t) for t in term.items]
+            return self.plan.shapes[term.key]
+
+        shapes = [shape(t) for t in call.inputs]
+        return shapes[0], (shapes[1] if len(shapes) > 1 else None)
+
+    # ---- compile ------------------------------------------------------------------------
+    def compile(self, stage: str | None = None, device: str | torch.device = "cpu") -> StageModule:
+        stage = stage or self.stages[0]
+        if stage not in self.stages:
+            raise KeyError(f"no stage {stage!r}; stages: {', '.join(self.stages)}")
+        module = StageModule(self, stage)
+        module.freeze_others()
+        return module.to(device)
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def _load_checkpoints(self, allow_missing: bool) -> None:
+        problems = []
+        for decl in self.symbols.decls.values():
+            checkpoint = getattr(decl.node, "checkpoint", None)
+            if decl.kind not in ("model", "granularity", "branch") or checkpoint is None or checkpoint.path is None:
+                continue
+            path = (self.path.parent / checkpoint.path) if not Path(checkpoint.path).is_absolute() else Path(checkpoint.path)
+            if not path.exists():
+                path = Path(checkpoint.path)
+            if not path.exists():
+                diagnostic = (warning if allow_missing else error)(
+                    f"checkpoint \"{checkpoint.path}\" for `{decl.name}` does not exist"
+                    + (": it keeps its random initialisation (smoke run)" if allow_missing else ""),
+                    checkpoint.span,
+                    hint="train it first (see the recipe header), or point `from` at an existing .pt file")
+                (self.warnings if allow_missing else problems).append(diagnostic)
+                continue
+            try:
+                state = load_state(path)
+                self.component(decl.key).load_state_dict(state)
+            except Exception as exc:  # corrupt, malicious or mismatched files are refused
+                problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: "
+                                      f"{str(exc).splitlines()[0]}", checkpoint.span,
+                                      hint="checkpoints are loaded with weights_only=True: a state_dict or "
+                                      "kdlang's exported student.pt"))
+        if problems:
+            raise RecipeError(problems, self.checked.sources)
+
+
+def load_state(path: Path) -> dict:
+    """A state_dict from a plain state_dict file or a kdlang export, loaded with weights_only=True."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(payload, dict) and "state_dict" in payload and isinstance(payload["state_dict"], dict):
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} holds a {type(payload).__name__}, not a state_dict")
+    return payload
+
+
+def load(path, *, overrides=(), allow_missing_checkpoints: bool = False) -> Recipe:
+    """Load, check and build a recipe; raises `RecipeError` (with diagnostics) if it has errors."""
+    from kdlang.check import check_path
+    from kdlang.lower.overrides import apply_overrides
+
+    texts = apply_overrides(Path(path), overrides) if overrides else None
+    checked = check_path(path, texts=texts)
+    return Recipe(checked, allow_missing_checkpoints=allow_missing_checkpoints)

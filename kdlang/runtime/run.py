@@ -1,0 +1,97 @@
+"""One run of a recipe: its directory, its record, and the table it ends with."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from kdlang.runtime import checkpoints
+from kdlang.runtime.policy import Policy
+from kdlang.runtime.trainer import NonFiniteLoss, Trainer
+
+
+def execute(recipe, out: Path, *, device="cpu", seed=None, smoke=False, resume=False, overrides=()) -> int:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = recipe_seed(recipe) if seed is None else seed
+    torch.manual_seed(seed)
+    _write_record(recipe, out, device=device, seed=seed, smoke=smoke, overrides=overrides)
+    trainer = Trainer(recipe, out, device=device, seed=seed, smoke=smoke, resume=resume,
+                      log=lambda line: print(line, flush=True))
+    try:
+        results = trainer.run()
+    except NonFiniteLoss as exc:
+        print(f"kdlang: {exc}", file=sys.stderr)
+        return 1
+    export_students(recipe, out)
+    table = summary_table(results, Policy.from_recipe(recipe))
+    (out / "summary.md").write_text(f"# {recipe.title}\n\n{table}\n", encoding="utf-8")
+    print(table)
+    print(f"run written to {out}")
+    return 0
+
+
+def recipe_seed(recipe) -> int:
+    from kdlang.graph import evaluate
+
+    for runtime in recipe.symbols.runtimes:
+        for kwarg in runtime.kwargs:
+            if kwarg.name.text == "seed":
+                return int(evaluate.value(kwarg.value))
+    return 0
+
+
+def _write_record(recipe, out: Path, *, device, seed, smoke, overrides) -> None:
+    from kdlang.runtime.operative import operative_recipe
+
+    (out / "recipe.kd").write_text(operative_recipe(recipe, overrides), encoding="utf-8")
+    meta = {
+        "recipe": str(recipe.path), "title": recipe.title, "seed": seed, "device": str(device),
+        "smoke": smoke, "overrides": list(overrides), "torch": torch.__version__,
+        "python": platform.python_version(), "machine": platform.machine(),
+        "policy": Policy.from_recipe(recipe).describe(),
+    }
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    try:
+        from kdlang.graph.render import render_to
+
+        render_to(recipe.graph, out / "recipe.dot")
+        render_to(recipe.graph, out / "recipe.svg")
+    except Exception:  # the diagram is a convenience; `dot` may be missing
+        pass
+
+
+def export_students(recipe, out: Path) -> None:
+    """Every trained model as a plain state_dict plus its zoo name; `student.pt` is the student."""
+    trained = [c for s in recipe.stages for c in recipe.graph.trained_in(s) if recipe.graph.kind(c) == "model"]
+    trained = list(dict.fromkeys(trained))
+    for name in trained:
+        spec = recipe.plan.models[name]
+        payload = {"model": spec.source, "classes": spec.classes, "in_channels": spec.input_shape[0],
+                   "state_dict": {k: v.detach().cpu() for k, v in spec.module.state_dict().items()}}
+        checkpoints.save(out / "models" / f"{name}.pt", payload)
+        if name == "student" or (name == trained[-1] and "student" not in trained):
+            checkpoints.save(out / "student.pt", payload)
+
+
+def summary_table(results: list[dict], policy: Policy) -> str:
+    split = policy.split
+    rows = ["| stage | head | selected epoch | "
+            f"{split} top-1 (selected) | {split} top-1 (last) |", "|---|---|---|---|---|"]
+    for result in results:
+        for head in result["heads"]:
+            chosen = result["best"].get(f"{split}/{head}/top1")
+            last = result["last"].get(f"{split}/{head}/top1")
+            epoch = (result["best_epoch"] + 1) if result["best_epoch"] is not None else "-"
+            rows.append(f"| {result['stage']} | {head} | {epoch} | {_pct(chosen)} | {_pct(last)} |")
+    rows.append("")
+    rows.append(f"Policy: {policy.describe()}.")
+    return "\n".join(rows)
+
+
+def _pct(x) -> str:
+    return f"{x:.2f}" if isinstance(x, (int, float)) else "-"

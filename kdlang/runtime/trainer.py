@@ -1,0 +1,175 @@
+"""Run every stage of a recipe in order: optimise, evaluate, log, checkpoint, select, hand on.
+
+A run directory holds the operative recipe, metrics (JSONL, CSV), checkpoints (`last.pt`,
+`best.pt`, written atomically), the exported student and `summary.md`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from kdlang.runtime import checkpoints, progress
+from kdlang.runtime.metrics import MetricsLog, accuracy_counts
+from kdlang.runtime.optim import build_optimizer, build_lr_lambda
+from kdlang.runtime.policy import Policy
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Trainer:
+    def __init__(self, recipe, out: Path, *, device: str = "cpu", seed: int = 0, smoke: bool = False,
+                 resume: bool = False, log=print):
+        self.recipe = recipe
+        self.out = Path(out)
+        self.device = torch.device(device)
+        self.seed = seed
+        self.smoke = smoke
+        self.resume = resume
+        self.log = log
+        self.policy = Policy.from_recipe(recipe)
+        self.metrics = MetricsLog(self.out)
+        self.results: list[dict] = []
+
+    # ---- the run ------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = checkpoints.load_last(self.out) if self.resume else None
+        if state is not None:
+            self.results = state["results"]
+            self._restore_components(state["components"])
+        done = len(self.results)
+        for index, stage in enumerate(self.recipe.stages):
+            if index < done:
+                continue
+            resume_state = state if state is not None and state["stage"] == stage else None
+            self.results.append(self.run_stage(stage, resume_state))
+        return self.results
+
+    def run_stage(self, stage: str, resume_state=None) -> dict:
+        from kdlang.runtime.data import stage_data
+
+        torch.manual_seed(self.seed)
+        data = stage_data(self.recipe, stage, seed=self.seed)
+        self.recipe.num_data = data.num_train
+        module = self.recipe.compile(stage, self.device)
+        epochs = self.recipe.graph.stage_epochs(stage)
+        steps = 2 if self.smoke else len(data.train)
+        params = module.trainable_parameters()
+        optimizer = build_optimizer(self.recipe.graph.decl(stage).node, params)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, build_lr_lambda(self.recipe.graph.decl(stage).node, epochs, steps))
+        best = {"score": -math.inf, "epoch": None, "metrics": {}}
+        start_epoch = 0
+        if resume_state is not None:
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            _restore_losses(module, resume_state["losses"])
+            best = resume_state["best"]
+            start_epoch = resume_state["epoch"] + 1
+            torch.set_rng_state(resume_state["rng"])
+        self.log(f"stage {stage}: {epochs} epoch(s), trains {', '.join(sorted(module.trained))}, "
+                 f"losses {', '.join(module.loss_names.values())}")
+        last_metrics = {}
+        for epoch in range(start_epoch, epochs):
+            started = time.perf_counter()
+            train_losses = self._train_epoch(module, optimizer, scheduler, data, stage, epoch, epochs, steps)
+            evaluated = self._evaluate(module, data)
+            last_metrics = {**{f"train/{k}": v for k, v in train_losses.items()}, **evaluated}
+            self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
+                                              "seconds": round(time.perf_counter() - started, 3)})
+            score = self.policy.score(evaluated, module.heads)
+            if score is not None and score > best["score"]:
+                best = {"score": score, "epoch": epoch, "metrics": evaluated}
+                checkpoints.save(self.out / "best.pt", {"stage": stage, "epoch": epoch,
+                                                          "components": self._component_states(module)})
+            self.log(progress.epoch_line(stage, epoch, epochs, train_losses, evaluated))
+            checkpoints.save(self.out / "last.pt", {
+                "stage": stage, "epoch": epoch, "results": self.results,
+                "components": self._component_states(None), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "losses": _loss_states(module), "best": best,
+                "rng": torch.get_rng_state(),
+            })
+        if self.policy.select == "best" and best["epoch"] is not None:
+            restored = checkpoints.load(self.out / "best.pt")
+            self._restore_components(restored["components"])
+        result = {"stage": stage, "heads": [h for h, _ in module.heads], "best_epoch": best["epoch"],
+                  "best": best["metrics"], "last": {k: v for k, v in last_metrics.items() if not k.startswith("train/")}}
+        return result
+
+    # ---- one epoch ----------------------------------------------------------------------
+    def _train_epoch(self, module, optimizer, scheduler, data, stage, epoch, epochs, steps) -> dict:
+        module.train()
+        data.set_epoch(epoch)
+        sums: dict = {}
+        bar = progress.Bar(f"{stage} {epoch + 1}/{epochs}", steps)
+        for step, (inputs, labels, index) in enumerate(data.train):
+            if step >= steps:
+                break
+            module.time = epoch + step / steps
+            inputs, labels, index = (t.to(self.device, non_blocking=True) for t in (inputs, labels, index))
+            _, losses = module((inputs, labels, index))
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                bad = next(k for k, v in losses.items() if not torch.isfinite(v))
+                raise NonFiniteLoss(f"loss `{bad}` became {losses[bad].item()} at stage {stage}, epoch {epoch + 1}, "
+                                    f"step {step + 1}; the last good checkpoint is {self.out / 'last.pt'}")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            scheduler.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            bar.update({k: v / (step + 1) for k, v in sums.items()})
+        bar.close()
+        count = max(1, min(steps, len(data.train)))
+        return {name: value / count for name, value in sums.items()}
+
+    def _evaluate(self, module, data) -> dict:
+        module.eval()
+        out = {}
+        for split, loader in (("val", data.val), ("test", data.test)):
+            if loader is None:
+                continue
+            counts: dict = {}
+            for step, (inputs, labels, _) in enumerate(loader):
+                if self.smoke and step >= 2:
+                    break
+                heads = module.predict(inputs.to(self.device))
+                for head, logits in heads.items():
+                    c = counts.setdefault(head, [0, 0, 0])
+                    top1, top5, n = accuracy_counts(logits, labels.to(self.device))
+                    c[0] += top1
+                    c[1] += top5
+                    c[2] += n
+            for head, (top1, top5, n) in counts.items():
+                out[f"{split}/{head}/top1"] = 100.0 * top1 / max(n, 1)
+                out[f"{split}/{head}/top5"] = 100.0 * top5 / max(n, 1)
+        return out
+
+    # ---- state --------------------------------------------------------------------------
+    def _component_states(self, module) -> dict:
+        names = module.order if module is not None else list(self.recipe._components)
+        return {name: _cpu_state(self.recipe.component(name)) for name in names}
+
+    def _restore_components(self, states: dict) -> None:
+        for name, state in states.items():
+            self.recipe.component(name).load_state_dict(state)
+
+
+def _cpu_state(module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def _loss_states(module) -> dict:
+    return {name: _cpu_state(loss) for name, loss in module.losses.items()}
+
+
+def _restore_losses(module, states: dict) -> None:
+    for name, state in states.items():
+        module.losses[name].load_state_dict(state)
