@@ -18,7 +18,7 @@ from kdlang.graph.graph import RecipeGraph
 from kdlang.graph.resolve import resolve
 from kdlang.graph.symbols import declare
 from kdlang.syntax.ast import Span
-from kdlang.syntax.loader import Program, load_path, load_text
+from kdlang.syntax.loader import Program, load_with_sources
 
 
 @attrs.define
@@ -43,20 +43,19 @@ class Checked:
 
 
 def check_path(path: str | Path, *, skip=(), texts: dict | None = None) -> Checked:
-    program, diagnostics = load_path(path, texts)
-    return _check(program, diagnostics, skip)
+    program, diagnostics, sources = load_with_sources(path, None, texts)
+    return _check(program, diagnostics, sources, skip)
 
 
 def check_text(text: str, file: str = "<string>", *, skip=()) -> Checked:
-    program, diagnostics = load_text(text, file)
-    return _check(program, diagnostics, skip)
+    program, diagnostics, sources = load_with_sources(file, text)
+    return _check(program, diagnostics, sources, skip)
 
 
-def _check(program: Program | None, diagnostics: list, skip) -> Checked:
+def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip) -> Checked:
     diagnostics = list(diagnostics)
     if program is None:
-        return Checked(None, None, diagnostics, SourceMap())
-    sources = program.sources
+        return Checked(None, None, diagnostics, sources)
     graph = None
     try:
         symbols, problems = declare(program.statements)

@@ -11,6 +11,7 @@ from kdlang.library import schedules
 from kdlang.syntax import ast
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+_EXPANDING = "#expanding"  # env key of the schedules being expanded; never a recipe name
 
 
 class NotStatic(Exception):
@@ -57,7 +58,10 @@ def _ref(node: ast.Ref, symbols, env):
         raise NotStatic(node)
     decl = symbols.lookup(head) if symbols is not None else None
     if decl is not None and decl.kind == "schedule" and not node.trail:
-        return as_schedule(value(decl.node.value, symbols, env))
+        expanding = env.get(_EXPANDING, frozenset())
+        if head in expanding:  # a schedule defined through itself: the cycles pass reports it
+            raise NotStatic(node)
+        return as_schedule(value(decl.node.value, symbols, {**env, _EXPANDING: expanding | {head}}))
     if decl is not None and decl.kind == "granularity" and len(node.trail) == 2:
         level, attr = node.trail
         if isinstance(level, ast.Name) and isinstance(attr, ast.Name) and attr.text == "T":

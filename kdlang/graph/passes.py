@@ -10,6 +10,7 @@ import networkx as nx
 
 from kdlang.diagnostics import Note, error, warning
 from kdlang.graph import evaluate
+from kdlang.graph import types as T
 from kdlang.graph.graph import RecipeGraph
 from kdlang.library.signatures import (
     AMP_MODES,
@@ -36,7 +37,7 @@ def cycles(graph: RecipeGraph):
         if frozenset(names) in reported:
             continue
         reported.add(frozenset(names))
-        notes = [Note(f"`{v}` reads `{u}`", graph.g.nodes[v]["span"]) for u, v in cycle[1:]]
+        notes = [Note(f"`{v}` reads `{u}`", graph.g.nodes[v]["span"]) for u, v in reversed(cycle) if v != start]
         problems.append(error("cycle: " + " -> ".join(f"`{n}`" for n in reversed(names)),
                               graph.g.nodes[start]["span"], notes=notes,
                               hint="a declaration cannot depend on itself, directly or through others"))
@@ -72,9 +73,11 @@ def schedules(graph: RecipeGraph):
     problems = []
     for stage in graph.stages:
         epochs = graph.stage_epochs(stage)
-        if not isinstance(epochs, (int, float)) or epochs <= 0:
-            continue
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
+            continue  # the stages pass reports bad epochs
         for key in graph.stage_losses(stage) + graph.stage_excites(stage):
+            if _already_diagnosed(graph, key):
+                continue
             node = graph.decl(key).node
             _check_expr(node.value, graph, stage, epochs, problems, weight=False)
     for decl in graph.symbols.of_kind("granularity"):
@@ -102,6 +105,12 @@ def _check_expr(node, graph, stage, epochs, problems, weight):
         _check_expr(child, graph, stage, epochs, problems, weight)
 
 
+def _already_diagnosed(graph, key) -> bool:
+    """True when resolution found an error in the declaration: its values are not worth checking."""
+    ty = graph.resolution.types.get(key)
+    return ty is not None and ty.kind == T.ERROR
+
+
 def _children(node):
     if isinstance(node, ast.BinOp):
         return [node.left, node.right]
@@ -115,11 +124,15 @@ def _children(node):
 
 
 def _is_scalar(node, graph) -> bool:
+    """True for a static value (a number or schedule), even one whose arguments are broken: those
+    are checked, and reported, as weights."""
     try:
         evaluate.value(node, graph.symbols)
         return True
-    except (evaluate.NotStatic, TypeError, ValueError, ZeroDivisionError):
+    except evaluate.NotStatic:
         return False
+    except (TypeError, ValueError, ArithmeticError):
+        return True
 
 
 def _check_weight(node, graph, stage, epochs, problems):
@@ -127,45 +140,82 @@ def _check_weight(node, graph, stage, epochs, problems):
 
 
 def _check_scalar_range(node, graph, stage, epochs, problems, positive, what):
-    try:
-        schedule = evaluate.as_schedule(evaluate.value(node, graph.symbols))
-    except (evaluate.NotStatic, TypeError, ValueError):
-        return
     name = node.head.text if isinstance(node, ast.Ref) else None
     decl_note = [Note(f"schedule `{name}` is declared here", graph.symbols.lookup(name).span)] if name and graph.symbols.lookup(name) else []
-    where = f"in stage `{stage}` ({epochs} epochs)"
+    where = f"in stage `{stage}` ({_num(epochs)} epochs)"
+    try:
+        schedule = evaluate.as_schedule(evaluate.value(node, graph.symbols))
+        found = _range_problems(schedule, stage, epochs, positive, what)
+    except evaluate.NotStatic:
+        return
+    except (TypeError, ValueError, ArithmeticError) as exc:  # static, but its arguments make no sense
+        found = [(f"the {what} cannot be computed {where}: {_reason(exc)}", "check the arguments of its schedule")]
+    for message, hint in found:
+        problems.append(error(message, node.span, notes=decl_note, hint=hint))
+
+
+def _range_problems(schedule, stage, epochs, positive, what) -> list[tuple[str, str]]:
+    """(message, hint) for each way a weight or temperature schedule leaves its allowed range."""
+    found = []
+    where = f"in stage `{stage}` ({_num(epochs)} epochs)"
+    outside = f"outside the epochs 0..{_num(epochs)} of stage `{stage}`"
     window = schedule.span_epochs
     if window is not None and (window[0] < 0 or window[1] > epochs or window[0] >= window[1] and window[1] != 0):
-        problems.append(error(f"the {what} moves over epochs {_num(window[0])}..{_num(window[1])}, outside {where}",
-                              node.span, notes=decl_note,
-                              hint=f"use a range inside 0..{_num(epochs)}, with start < end"))
+        found.append((f"the {what} moves over epochs {_num(window[0])}..{_num(window[1])}, {outside}",
+                      f"use a range inside 0..{_num(epochs)}, with start < end"))
     for milestone in schedule.milestones:
         if milestone < 0 or milestone > epochs:
-            problems.append(error(f"the {what} steps at epoch {_num(milestone)}, outside {where}", node.span,
-                                  notes=decl_note))
+            found.append((f"the {what} steps at epoch {_num(milestone)}, {outside}",
+                          f"use milestones inside 0..{_num(epochs)}"))
     low, high = schedule.bounds(epochs)
+    reaches = "is" if low == high else "reaches"
     if not (math.isfinite(low) and math.isfinite(high)):
-        problems.append(error(f"the {what} is not finite {where}", node.span, notes=decl_note))
+        found.append((f"the {what} is not finite {where}", "look for a division by zero or a huge number"))
     elif positive and low <= 0:
-        problems.append(error(f"the {what} reaches {_num(low)} {where}; it must stay above 0", node.span,
-                              notes=decl_note))
+        found.append((f"the {what} {reaches} {_num(low)} {where}; it must stay above 0",
+                      "logits are divided by the temperature: use e.g. `T=4`"))
     elif not positive and low < 0:
-        problems.append(error(f"the {what} reaches {_num(low)} {where}; loss weights must be non-negative",
-                              node.span, notes=decl_note))
+        found.append((f"the {what} {reaches} {_num(low)} {where}; loss weights must be non-negative",
+                      "a weight of 0 switches a loss off"))
+    return found
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ZeroDivisionError):
+        return "it divides by zero"
+    if isinstance(exc, OverflowError):
+        return "a number grows too large"
+    return str(exc)
 
 
 def _positive(kwarg, graph, problems, integer):
     try:
         v = evaluate.value(kwarg.value, graph.symbols)
-    except (evaluate.NotStatic, TypeError, ValueError):
+    except (evaluate.NotStatic, TypeError, ValueError, ArithmeticError):
         problems.append(error(f"`{kwarg.name.text}=` must be a number", kwarg.value.span))
         return
     if v is None and kwarg.name.text == "hidden":
         return
-    bad = not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (integer and v != int(v))
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    bad = not number or not math.isfinite(v) or v <= 0 or (integer and v != int(v))
     if bad:
         kind = "a positive whole number" if integer else "a positive number"
-        problems.append(error(f"`{kwarg.name.text}=` must be {kind}, not {v}", kwarg.value.span))
+        hint = {"code": "the code width is a number of units, e.g. `code=64`",
+                "T": "the level's temperature, e.g. `T=2`"}.get(kwarg.name.text)
+        problems.append(error(f"`{kwarg.name.text}=` must be {kind}, not {_shown(v)}", kwarg.value.span, hint=hint))
+
+
+def _shown(v) -> str:
+    """A static value as the recipe would spell it."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return _num(v)
+    if isinstance(v, str):
+        return f'"{v}"'
+    if v is None:
+        return "none"
+    return "a schedule" if callable(v) else "a list"
 
 
 def _num(x) -> str:
@@ -209,7 +259,7 @@ def stages(graph: RecipeGraph):
         for key in losses:
             loss = graph.decl(key)
             reads = graph.components(key)
-            if reads and not (reads & trained):
+            if reads and trained and not (reads & trained):
                 problems.append(error(f"loss `{loss.name}` in {what} reads nothing this stage trains",
                                       loss.span, hint="train what it reads, or move the loss to the stage that does: "
                                       f"it reads {', '.join(sorted(reads))}"))
@@ -239,6 +289,8 @@ def _check_ready(graph, stage, key, component, trained_before, first_trained, pr
                               f"`{first_trained[component]}` trains only later", user.span,
                               notes=[Note(f"`{component}` is declared here", decl.span)],
                               hint="order the stages so that it is trained first, or give it a checkpoint"))
+    elif checkpoint is not None and checkpoint.stage is not None:
+        return  # `_checkpoint_stages` reports a `from stage` whose stage does not train it
     elif not getattr(graph, "_warned_" + component, False):
         setattr(graph, "_warned_" + component, True)
         problems.append(warning(f"{decl.kind} `{component}` is read in stage `{stage}` but has no checkpoint "
@@ -291,10 +343,18 @@ def report(graph: RecipeGraph):
                                       hint="add `val=5000` (images carved from the training set) to the data"))
     if node.noise is not None:
         for item in node.noise.items:
-            v = evaluate.value(item) if isinstance(item, (ast.Num, ast.Neg)) else None
-            if not isinstance(v, (int, float)) or v < 0:
+            v = _constant(item)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
                 problems.append(error("noise strengths are non-negative numbers (std of Gaussian noise)", item.span))
     return problems
+
+
+def _constant(node):
+    """The value of a constant expression (`0.1`, `-(2)`, `1/4`), or None when it is not one."""
+    try:
+        return evaluate.value(node)
+    except (evaluate.NotStatic, TypeError, ValueError):
+        return None
 
 
 def runtime(graph: RecipeGraph):
@@ -303,9 +363,11 @@ def runtime(graph: RecipeGraph):
         catalog.check_kwargs(node.kwargs, RUNTIME_ARGS, "`runtime`", node.span, problems)
         amp = next((k for k in node.kwargs if k.name.text == "amp"), None)
         if amp is not None:
-            mode = amp.value.value if isinstance(amp.value, ast.Str) else None
-            if mode not in AMP_MODES:
-                problems.append(error(f"`amp=` is one of {', '.join(map(repr, AMP_MODES))}", amp.value.span))
+            modes = "`amp=` is one of " + ", ".join(f'"{m}"' for m in AMP_MODES)
+            if not isinstance(amp.value, ast.Str):
+                problems.append(error("`amp=` takes a string", amp.value.span, hint=modes))
+            elif amp.value.value not in AMP_MODES:
+                problems.append(error(f'unknown amp mode "{amp.value.value}"', amp.value.span, hint=modes))
     return problems
 
 

@@ -129,9 +129,6 @@ class _Drawing:
                 self.dot.node(key, **self._node_attrs(key))
         for stage in self.stages:
             self._stage_cluster(stage)
-        models = [k for k in self.keys if self.graph.kind(k) == "model"]
-        self._order_rank(sorted(models, key=lambda k: self.side.get(k) != TEACHER))
-        self._order_rank([_objective(s) for s in self.stages])
         self._data_edges()
         self._flow_edges()
         self._objective_edges()
@@ -160,7 +157,7 @@ class _Drawing:
         title = self.graph.program.title or Path(self.graph.program.root.file).name
         legend = " · ".join([
             f'<FONT COLOR="{TEACHER_EDGE}">━ teacher signal</FONT>',
-            f'<FONT COLOR="{STUDENT_EDGE}">━ trained in that stage</FONT>',
+            f'<FONT COLOR="{STUDENT_EDGE}">━ from what the stage trains</FONT>',
             f'<FONT COLOR="{TRAINS_EDGE}">╌ stage trains</FONT>',
             '<FONT COLOR="#6b6b6b">grey dashed box: frozen</FONT>',
         ])
@@ -178,20 +175,16 @@ class _Drawing:
     def _stage_cluster(self, stage: str) -> None:
         members = [k for k in self.keys if self._placement(k) == "stage" and self.graph.decl(k).scope == stage]
         with self.dot.subgraph(name=f"cluster_stage_{stage}") as sub:
-            sub.attr(style="rounded,filled", label=_stage_label(self.graph, stage), fontsize="12",
+            sub.attr(style="rounded,filled", label=self._stage_label(stage), fontsize="12",
                      fontname=f"{FONT}-Bold", **STAGE_CLUSTER)
             for key in members:
                 sub.node(key, **self._node_attrs(key))
             sub.node(_objective(stage), tooltip=f"total loss of stage {stage}", **OBJECTIVE_STYLE)
 
-    def _order_rank(self, nodes: list[str]) -> None:
-        """Same rank, top to bottom in this order: teachers above students, stages in run order."""
-        if len(nodes) < 2:
-            return
-        with self.dot.subgraph() as same:
-            same.attr(rank="same")
-            for u, v in zip(nodes, nodes[1:]):
-                same.edge(u, v, style="invis")
+    def _stage_label(self, stage: str) -> str:
+        """Numbered in run order when there are several: dot places clusters to cut crossings."""
+        label = _stage_label(self.graph, stage)
+        return f"{self.stages.index(stage) + 1}. {label}" if len(self.stages) > 1 else label
 
     # ---- nodes --------------------------------------------------------------------------
     def _node_attrs(self, key: str) -> dict:
@@ -201,7 +194,8 @@ class _Drawing:
             attrs["fillcolor"] = TEACHER_MODEL_FILL
         if self._frozen(key):
             attrs.update(FROZEN_STYLE)
-        lines = _LABELS[kind](self, decl.node) if kind in _LABELS else []
+        detail = getattr(self, f"_{kind}_lines", None)
+        lines = detail(decl.node) if detail is not None else []
         lines += self._training_note(key)
         attrs["label"] = _html_label(decl.name, lines)
         if kind in ("loss", "excite", "schedule"):
@@ -254,6 +248,8 @@ class _Drawing:
 
     def _value_lines(self, node) -> list[str]:
         return [_truncate(format_expr(node.value))]
+
+    _schedule_lines = _excite_lines = _loss_lines = _value_lines
 
     def _data_lines(self, node: ast.Data) -> list[str]:
         return [_truncate(format_expr(node.source))]
@@ -337,17 +333,6 @@ class _Drawing:
                   and self.graph.kind(c) == "model"}
         return sorted(models, key=self.order.get)
 
-
-_LABELS = {
-    "data": _Drawing._data_lines,
-    "model": _Drawing._model_lines,
-    "tap": _Drawing._tap_lines,
-    "granularity": _Drawing._granularity_lines,
-    "branch": _Drawing._branch_lines,
-    "schedule": _Drawing._value_lines,
-    "excite": _Drawing._value_lines,
-    "loss": _Drawing._value_lines,
-}
 
 
 # ---- roles -----------------------------------------------------------------------------------

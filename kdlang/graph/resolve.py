@@ -192,11 +192,21 @@ class Resolver:
         if decl.kind != kind:
             self._error(f"`{name.text}` is a {decl.kind}, not a {kind}", name.span,
                         notes=[Note(f"`{name.text}` is declared here", decl.span)],
-                        hint=did_you_mean(name.text, [d.name for d in self.symbols.of_kind(kind)], f"{kind}s"))
+                        hint=self._kind_hint(name.text, decl, kind))
             return None
         if record and self._current is not None:
             self.result.refs.setdefault(self._current, set()).add(decl.key)
         return decl
+
+    def _kind_hint(self, name: str, decl: Decl, kind: str) -> str:
+        """What to write instead of a name of the wrong kind: for a model where a tap is expected,
+        the taps already declared on that model."""
+        if decl.kind == "model" and kind == "tap":
+            taps = [d.name for d in self.symbols.of_kind("tap") if d.node.model.text == name]
+            if taps:
+                return f"use a tap on `{name}`: " + ", ".join(f"`{t}`" for t in taps)
+            return f"declare a tap on it first: `tap feat = {name}.LAYER`"
+        return did_you_mean(name, [d.name for d in self.symbols.of_kind(kind)], f"{kind}s")
 
     # ---- expressions --------------------------------------------------------------------
     def expr(self, node) -> Ty:
@@ -300,9 +310,10 @@ class Resolver:
             return Ty(T.LEVELS, ty.components, granularity=decl.name)
         if isinstance(first, ast.Name):
             levels = level_names(self.symbols, decl.name)
-            if first.text not in levels:
-                return self._error(f"granularity `{decl.name}` has no level `{first.text}`", first.span,
-                                   hint=did_you_mean(first.text, levels, "its levels"))
+            if first.text not in levels:  # reported, then read as some level so the stage checks still see `decl`
+                self._error(f"granularity `{decl.name}` has no level `{first.text}`", first.span,
+                            hint=did_you_mean(first.text, levels, "its levels"))
+                return self._level_trail(Ty(T.LEVEL, ty.components, granularity=decl.name), rest, node)
             return self._level_trail(Ty(T.LEVEL, ty.components, granularity=decl.name, level=first.text), rest, node)
         index = self.expr(first)
         if index.kind == T.ERROR:
@@ -310,8 +321,8 @@ class Resolver:
         if index.kind != T.LEVEL:
             return self._error(f"`{decl.name}[...]` takes a level, not {index.describe()}", first.span)
         if level_names(self.symbols, index.granularity) != level_names(self.symbols, decl.name):
-            return self._error(f"`{decl.name}` and `{index.granularity}` have different levels", first.span,
-                               hint=f"declare `granularity {decl.name} on TAP mirrors {index.granularity}`")
+            self._error(f"`{decl.name}` and `{index.granularity}` have different levels", first.span,
+                        hint=f"declare `granularity {decl.name} on TAP mirrors {index.granularity}`")
         return self._level_trail(Ty(T.LEVEL, ty.components, granularity=decl.name, level=index.level), rest, node)
 
     def _level_trail(self, level: Ty, trail, node) -> Ty:
@@ -360,8 +371,20 @@ class Resolver:
         if name in COMBINATORS:
             return self._combine(node)
         known = [*catalog.loss_names(), *catalog.schedule_functions(), *COMBINATORS, *REDUCERS]
-        return self._error(f"unknown function `{name}`", node.func.span,
-                           hint=did_you_mean(name, known, "functions usable here"))
+        current = self.symbols.decls.get(self._current) if self._current else None
+        what = "loss function" if current is not None and current.kind == "loss" else "function"
+        self._error(f"unknown {what} `{name}`", node.func.span,
+                    hint=did_you_mean(name, known, "functions usable here"))
+        self._resolve_arguments(node)
+        return ERR
+
+    def _resolve_arguments(self, node: ast.Call) -> None:
+        """Resolve the arguments of a call that cannot be typed, so the names it reads count as used
+        and unknown ones among them are still reported."""
+        for arg in node.args:
+            if not isinstance(arg, ast.Comprehension):
+                self.expr(arg)
+        self._kwarg_types(node)
 
     def _args(self, node: ast.Call) -> list[Ty]:
         return [self.expr(a) for a in node.args]
@@ -373,10 +396,15 @@ class Resolver:
         info = catalog.loss_info(node.name)
         signature = Signature(node.name, (), dict(info.hyper))
         catalog.check_kwargs(node.kwargs, signature, f"loss `{node.name}`", node.func.span, self.problems)
-        for kw, ty in self._kwarg_types(node).items():
-            if ty.kind not in (T.NUMBER, T.SCHEDULE, T.BOOL, T.STRING, T.LIST, T.ERROR):
-                self._error(f"`{kw}=` of `{node.name}` must be a number or a schedule, not {ty.describe()}",
-                            node.kwarg(kw).value.span)
+        hyper_ok = True
+        for kwarg in node.kwargs:
+            ty, key = self.expr(kwarg.value), kwarg.name.text
+            kinds = _hyper_kinds(info.hyper[key]) if key in info.hyper else (ty.kind,)
+            if ty.kind not in (*kinds, T.ERROR):
+                hyper_ok = False
+                self._error(f"`{key}=` of `{node.name}` must be "
+                            + " or ".join(T.DESCRIPTIONS[k] for k in kinds) + f", not {ty.describe()}",
+                            kwarg.value.span)
         tensors, extras = [], []
         for arg in node.args:
             if isinstance(arg, ast.Comprehension):
@@ -403,6 +431,8 @@ class Resolver:
                 self._error(f"`{node.name}` does not use {ty.describe()}", arg.span)
         if info.unary and not any(ty.kind == T.LABELS for _, ty in extras) and "labels" in info.needs:
             pass  # labels are supplied implicitly
+        if not hyper_ok:
+            return ERR
         parts = [ty for _, ty in tensors]
         if not info.unary and self._current is not None:
             self.result.teacher_inputs.setdefault(self._current, set()).update(parts[1].components)
@@ -490,6 +520,17 @@ class Resolver:
             if ty.kind not in (T.TENSOR, T.ERROR):
                 self._error(f"`{node.name}` mixes tensors (teacher heads), not {ty.describe()}", head_node.span)
         return merge(T.TENSOR, *heads)
+
+
+def _hyper_kinds(default) -> tuple[str, ...]:
+    """The kinds of value a loss hyperparameter accepts, judged by its default."""
+    if isinstance(default, bool):
+        return (T.BOOL,)
+    if isinstance(default, (int, float)):
+        return (T.NUMBER, T.SCHEDULE)
+    if isinstance(default, str):
+        return (T.STRING,)
+    return (T.NUMBER, T.SCHEDULE, T.BOOL, T.STRING, T.LIST, T.NONE)
 
 
 def level_names(symbols: Symbols, granularity: str, _seen=None) -> list[str]:

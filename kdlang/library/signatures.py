@@ -29,10 +29,27 @@ class Signature:
         return [k for k, v in self.keywords.items() if v is Signature.REQUIRED]
 
 
+# Spellings users reach for that are too far from the library's name for difflib to find.
+SYNONYMS = {
+    "temp": "T", "temperature": "T", "tau": "T",
+    "num_classes": "classes", "n_classes": "classes",
+    "batch_size": "batch", "batchsize": "batch", "bs": "batch",
+    "wd": "weight_decay", "learning_rate": "lr",
+}
+
+
 def suggest(word: str, choices) -> str | None:
-    """The 'did you mean' for a misspelt name, or None."""
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return found[0] if found else None
+    """The 'did you mean' for a misspelt name: a known synonym, a close spelling (ignoring case), or None."""
+    choices = list(choices)
+    synonym = SYNONYMS.get(word.lower())
+    if synonym in choices:
+        return synonym
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if found:
+        return found[0]
+    by_lower = {c.lower(): c for c in choices}
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[found[0]] if found else None
 
 
 def did_you_mean(word: str, choices, what: str = "") -> str:

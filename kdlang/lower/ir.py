@@ -29,9 +29,13 @@ def term_text(term) -> str:
         pairs = ", ".join(f"{term_text(w)}*{term_text(h)}" for h, w in zip(term.heads, term.weights))
         return f"mix({pairs}{', normalized' if term.normalize else ''})"
     if isinstance(term, T.TLoss):
-        hyper = "".join(f", {k}={term_text(v) if isinstance(v, T.TScalar) else v!r}" for k, v in term.hyper.items())
+        hyper = "".join(f", {k}={_hyper_text(v)}" for k, v in term.hyper.items())
         return f"{term.fn}[{term.instance}](" + ", ".join(term_text(t) for t in term.inputs) + hyper + ")"
     return "?"
+
+
+def _hyper_text(value) -> str:
+    return term_text(value) if isinstance(value, T.TScalar) else repr(value)
 
 
 def format_ir(recipe) -> str:

@@ -7,6 +7,8 @@ parser state with the same token gets the same message), the rest by what the pa
 from __future__ import annotations
 
 import difflib
+import functools
+
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from kdlang.diagnostics import Diagnostic, Note, error
@@ -87,7 +89,11 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
             hint=_expected_hint(exc),
         )
 
-    label = _match_example(exc)
+    opener = _unclosed_bracket(text[: exc.pos_in_stream], file)
+    if token is not None and _starts_line(token, text) and _cannot_be_inside(opener, token):
+        return _unclosed_before(opener, token, span)
+
+    label = _match_example(exc) or _label_from_expected(exc, token)
     if label == "missing '=' in a declaration":
         return SyntaxProblem(f"expected '=' before {_describe(token)}", span, hint="a declaration reads `kind NAME = value`")
     if label is not None and label.startswith("missing ','"):
@@ -110,25 +116,89 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
             hint = f"did you mean `{guess[0]}`?" if guess else "expected one of: " + ", ".join(sorted(words))
             return SyntaxProblem(f"unknown keyword `{token}`", span, hint=hint)
 
-    opener = _unclosed_bracket(text[: exc.pos_in_stream], file)
-    if opener and token is not None and _is_statement_start(token):
-        char, where = opener
-        return SyntaxProblem(
-            f"unclosed '{char}' before `{token}`",
-            where,
-            notes=[Note("the next statement starts here", span)],
-            hint=f"add the matching '{_CLOSERS[char]}'",
-        )
+    if _cannot_be_inside(opener, token):
+        return _unclosed_before(opener, token, span)
     return SyntaxProblem(f"unexpected {_describe(token)}", span, hint=_expected_hint(exc))
 
 
-def _match_example(exc: UnexpectedInput) -> str | None:
-    try:
-        from kdlang.syntax.parser import _lark  # the same parser, so parser states compare equal
+def _unclosed_before(opener, token, span: Span) -> SyntaxProblem:
+    char, where = opener
+    return SyntaxProblem(
+        f"unclosed '{char}' before `{token}`",
+        where,
+        notes=[Note("the next statement starts here", span)],
+        hint=f"add the matching '{_CLOSERS[char]}'",
+    )
 
-        return exc.match_examples(_lark().parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # a label that cannot be matched is simply not used
+
+# What may come before a slip. lark compares parser states by stack depth, which depends on whether
+# a version line or statements precede, so each example is also tried after each of these.
+_EXAMPLE_PREFIXES = ("", "kdlang 1\n", 'recipe "r"\n', 'kdlang 1\nrecipe "r"\n',
+                     "stage s {\n", "stage s {\ntrain a\n")
+
+
+def _match_example(exc: UnexpectedInput) -> str | None:
+    """The label of an example that fails like `exc`: same parser state, same accepted terminals and
+    same kind of unexpected token (lark's `match_examples` also accepts a different token, which
+    mislabels unrelated slips that happen to fail in the same state)."""
+    if not isinstance(exc, UnexpectedToken):
         return None
+    accepts = frozenset(exc.accepts or ())
+    for label, state, example_accepts, token_type in _example_failures():
+        if token_type == exc.token.type and example_accepts == accepts and state == exc.state:
+            return label
+    return None
+
+
+@functools.cache
+def _example_failures() -> tuple:
+    """(label, parser state, accepted terminals, token type) for where each labelled example fails."""
+    from kdlang.syntax.parser import _lark  # the same parser, so parser states compare equal
+
+    failures = []
+    for label, examples in _EXAMPLES.items():
+        for prefix in _EXAMPLE_PREFIXES:
+            for example in examples:
+                try:
+                    _lark().parse(prefix + example)
+                except UnexpectedToken as failure:
+                    failures.append((label, failure.state, frozenset(failure.accepts or ()), failure.token.type))
+                except UnexpectedInput:  # an example that fails in the lexer teaches nothing here
+                    continue
+    return tuple(failures)
+
+
+def _label_from_expected(exc: UnexpectedInput, token) -> str | None:
+    """The slip read off what the parser would have accepted, when no example matched."""
+    if token is None or token.type not in ("NAME", "NUMBER", "INT", "STRING", "TAP_REF"):
+        return None
+    expected = set(getattr(exc, "accepts", None) or getattr(exc, "expected", ()) or ())
+    if expected == {"EQUAL"}:
+        return "missing '=' in a declaration"
+    if {"COMMA", "RPAR"} <= expected:
+        return "missing ',' between arguments"
+    if {"COMMA", "RSQB"} <= expected:
+        return "missing ',' between list items"
+    return None
+
+
+def _starts_line(token, text: str) -> bool:
+    """True when only whitespace precedes the token on its line."""
+    line_start = text.rfind("\n", 0, token.start_pos) + 1
+    return not text[line_start: token.start_pos].strip()
+
+
+def _cannot_be_inside(opener, token) -> bool:
+    """True when `token` starts a statement that cannot sit inside the bracket left open before it.
+
+    A stage's `{` legitimately holds stage items (`loss`, `optimizer`...); brackets hold none.
+    """
+    if opener is None or token is None:
+        return False
+    word = str(token)
+    if opener[0] == "{":
+        return word in STATEMENT_KEYWORDS and word not in STAGE_KEYWORDS
+    return word in STATEMENT_KEYWORDS or word in STAGE_KEYWORDS
 
 
 def _error_span(exc: UnexpectedInput, text: str, file: str) -> Span:
@@ -187,16 +257,12 @@ def _keywords_expected(expected: set) -> list[str]:
     return sorted(set(words))
 
 
-def _is_statement_start(token) -> bool:
-    return str(token) in STATEMENT_KEYWORDS
-
-
 _TERMINAL_NAMES = {
     "EQUAL": "'='", "COMMA": "','", "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'",
     "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "DOT": "'.'", "COLON": "':'",
     "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "INT": "a whole number",
     "TAP_REF": "MODEL.LAYER", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
-    "__ANON_0": "'->'", "__ANON_1": "'..'",
+    "__ANON_0": "'->'", "__ANON_1": "'..'", "$END": "end of file",
 }
 
 
@@ -216,7 +282,7 @@ def _expected_hint(exc) -> str | None:
     expected = sorted(getattr(exc, "expected", ()) or ())
     if not expected:
         return None
-    names = [_TERMINAL_NAMES.get(e, e.lower() if e.isupper() else e) for e in expected]
+    names = [_TERMINAL_NAMES.get(e, f"`{e.lower()}`" if e.isalpha() and e.isupper() else e) for e in expected]
     names = [n for n in names if not n.startswith("__")]
     if len(names) > 8:
         return "expected one of: " + ", ".join(names[:8]) + ", ..."

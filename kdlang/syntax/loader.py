@@ -42,6 +42,14 @@ def load_path(path: str | Path, texts: dict | None = None) -> tuple[Program | No
     return _Loader(texts).load(path, None)
 
 
+def load_with_sources(path: str | Path, text: str | None = None, texts: dict | None = None):
+    """`(program, diagnostics, sources)`: like `load_path` (or `load_text` when `text` is given), plus
+    every text read, which a syntax error in the root (no program) needs for its source excerpt."""
+    loader = _Loader(texts)
+    program, diagnostics = loader.load(Path(path), text)
+    return program, diagnostics, loader.sources
+
+
 class _Loader:
     def __init__(self, texts: dict | None = None):
         self.texts = texts or {}
@@ -70,7 +78,7 @@ class _Loader:
                     raise FileNotFoundError(f"cannot read {path}: {reason}") from None
                 self.diagnostics.append(
                     error(f"cannot read fragment \"{used_at.path}\": {reason}", used_at.span,
-                          hint=f"the path is relative to {Path(used_at.span.file).parent or '.'}/")
+                          hint=f"looked for {path}; a fragment's path is relative to the file that uses it")
                 )
                 return None
         self.sources[str(path)] = text

@@ -29,6 +29,7 @@ from .transforms import AUGMENTATIONS, Normalize, build_pipeline, check_augment,
 
 __all__ = [
     "AUGMENTATIONS",
+    "COMMON_KWARGS",
     "Batch",
     "DataBundle",
     "DataError",
@@ -167,6 +168,8 @@ def build(
         raise TypeError(f"normalize must be true or false, got {normalize!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
+    if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+        raise ValueError(f"val must be a non-negative int number of training images, got {val!r}")
     augment, test_augment = _as_specs(augment), _as_specs(test_augment)
     facts = info(name, **kwargs)
     # Fail on bad specs before touching any file.
@@ -192,8 +195,14 @@ def build(
         )
 
     if val:
-        train = split(raw.train_images[train_pos], raw.train_labels[train_pos], train_pipe, "train", True, train_pos)
-        val_set = split(raw.train_images[val_pos], raw.train_labels[val_pos], eval_pipe, "val", False, val_pos)
+        def take(tensor, positions):
+            # index_select copies whole rows; advanced indexing is ~4x slower here.
+            return tensor.index_select(0, positions)
+
+        train = split(take(raw.train_images, train_pos), take(raw.train_labels, train_pos),
+                      train_pipe, "train", True, train_pos)
+        val_set = split(take(raw.train_images, val_pos), take(raw.train_labels, val_pos),
+                        eval_pipe, "val", False, val_pos)
     else:
         train = split(raw.train_images, raw.train_labels, train_pipe, "train", True)
         val_set = None

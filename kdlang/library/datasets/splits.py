@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -71,7 +72,7 @@ class SplitDataset(Dataset):
         if index.numel() and (index.min() < -n or index.max() >= n):
             raise IndexError(f"index out of range for {self.name or 'split'} of size {n}")
         index = torch.remainder(index, n) if n else index
-        return self.images[index], self.targets[index], index
+        return self.images.index_select(0, index), self.targets.index_select(0, index), index
 
     def augment(self, images: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Apply this split's pipeline at the current epoch (any device)."""
@@ -113,26 +114,27 @@ def carve_validation(labels: torch.Tensor, size: int, seed: int) -> tuple[torch.
         raise TypeError(f"val must be an int number of training images, got {size!r}")
     if not 0 <= size < n:
         raise ValueError(f"val must be in [0, {n - 1}] for a training split of {n} images, got {size}")
-    everything = torch.arange(n)
     if size == 0:
-        return everything, everything[:0]
+        return torch.arange(n), torch.arange(0)
 
-    classes, counts = torch.unique(labels, return_counts=True)
-    exact = counts.to(torch.float64) * size / n
-    quota = exact.floor().long()
+    # Bookkeeping in numpy: these small single-pass ops are cheaper there than
+    # torch's multi-threaded kernels, which stall on a busy 2-core machine.
+    values = labels.numpy()
+    classes, counts = np.unique(values, return_counts=True)
+    exact = counts * size / n
+    quota = np.floor(exact).astype(np.int64)
     leftover = size - int(quota.sum())
     if leftover:
         # Largest remainders first; ties go to the lower class id (stable sort).
-        order = torch.argsort(exact - quota, descending=True, stable=True)
-        quota[order[:leftover]] += 1
+        quota[np.argsort(-(exact - quota), kind="stable")[:leftover]] += 1
 
     generator = torch.Generator().manual_seed(rng.seed_int(rng.DOMAIN_SPLIT, seed))
+    by_class = np.split(np.argsort(values, kind="stable"), np.cumsum(counts)[:-1])
     chosen = []
-    for cls, take in zip(classes.tolist(), quota.tolist()):
-        members = torch.nonzero(labels == cls).flatten()
-        picked = members[torch.randperm(members.numel(), generator=generator)[:take]]
-        chosen.append(picked)
-    val = torch.sort(torch.cat(chosen)).values
-    keep = torch.ones(n, dtype=torch.bool)
+    for members, take in zip(by_class, quota.tolist()):
+        order = torch.randperm(len(members), generator=generator)[:take].numpy()
+        chosen.append(members[order])
+    val = np.sort(np.concatenate(chosen))
+    keep = np.ones(n, dtype=bool)
     keep[val] = False
-    return everything[keep], val
+    return torch.from_numpy(np.flatnonzero(keep)), torch.from_numpy(val)

@@ -39,7 +39,8 @@ from .base import (DistillLoss, LossInfo, ShapeError, as_constant, check_same_ba
 INFO = LossInfo(
     name="ab",
     summary="activation boundaries: squared-hinge loss making the connected student activate where the teacher does",
-    paper="Heo, Lee, Yun & Choi, Knowledge Transfer via Distillation of Activation Boundaries Formed by Hidden Neurons, AAAI 2019",
+    paper=("Heo, Lee, Yun & Choi, Knowledge Transfer via Distillation of Activation Boundaries "
+           "Formed by Hidden Neurons, AAAI 2019"),
     formula="L = sum(1[t>0] relu(m - r(s))^2 + 1[t<=0] relu(m + r(s))^2) / N / 1000, r = BN(conv1x1(s))",
     hyper={"margin": 1.0},
     needs=(),
@@ -81,7 +82,8 @@ def make(s_shape=None, t_shape=None, num_data=None, *, margin):
     require("ab", s_shape=s, t_shape=t)
     if len(s) == 3 and len(t) == 3:
         if s[1:] != t[1:]:
-            raise ShapeError(f"ab: the 1x1 connector needs equal spatial sizes, got student {fmt(s)} and teacher {fmt(t)}")
+            raise ShapeError(f"ab: the 1x1 connector needs equal spatial sizes, got student {fmt(s)} "
+                             f"and teacher {fmt(t)}")
     elif not (len(s) == 1 and len(t) == 1):
         raise ShapeError(f"ab: needs two (C,H,W) maps or two (D,) vectors, got {fmt(s)} and {fmt(t)}")
     if margin < 0:

@@ -12,9 +12,10 @@ embeddings and ``M_t`` of teacher embeddings.
 For each sample i (dataset index ``index[i]``) the positive is its own entry
 and K negatives are drawn uniformly from the OTHER ``num_data - 1`` entries
 (with replacement) using a ``torch.Generator`` seeded with ``seed`` so runs
-are reproducible (its state is part of the module's state_dict). The critic is ``h(v, m) = exp(v.m / nce_t) / Z`` where the
-normalising constant ``Z = mean(exp(v.m / nce_t)) * num_data`` is estimated
-once, on the first batch (separately per direction), then frozen. With noise
+are reproducible (its state is part of the module's state_dict). The critic
+is ``h(v, m) = exp(v.m / nce_t) / Z`` where the normalising constant
+``Z = mean(exp(v.m / nce_t)) * num_data`` is estimated once, on the first
+batch (separately per direction), then frozen. With noise
 distribution ``P_n = 1 / num_data`` the NCE loss of one direction is
 
 ``L = -1/N sum_i [ log h_pos / (h_pos + K P_n) + sum_negs log K P_n / (h_neg + K P_n) ]``
@@ -42,7 +43,8 @@ INFO = LossInfo(
     name="crd",
     summary="contrastive representation distillation: NCE against momentum memory banks of embeddings",
     paper="Tian, Krishnan & Isola, Contrastive Representation Distillation, ICLR 2020",
-    formula="L = NCE(v_s; M_t) + NCE(v_t; M_s), NCE = -mean_i[log h+/(h+ + K/n) + sum_neg log (K/n)/(h- + K/n)], h = exp(v.m/T)/Z",
+    formula=("L = NCE(v_s; M_t) + NCE(v_t; M_s), NCE = -mean_i[log h+/(h+ + K/n) "
+             "+ sum_neg log (K/n)/(h- + K/n)], h = exp(v.m/T)/Z"),
     hyper={"feat_dim": 128, "nce_k": 16384, "nce_t": 0.07, "nce_m": 0.5, "seed": 0},
     needs=("index",),
     inputs="feature",

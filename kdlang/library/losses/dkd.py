@@ -30,7 +30,8 @@ INFO = LossInfo(
     name="dkd",
     summary="decoupled KD: target-class KL (TCKD) plus weighted non-target-class KL (NCKD)",
     paper="Zhao, Cui, Song, Qiu & Liang, Decoupled Knowledge Distillation, CVPR 2022",
-    formula="L = T^2 * mean_n (alpha KL(b_t||b_s) + beta KL(p~_t||p~_s)), b = [p_g, 1-p_g], p~ = softmax over non-target classes",
+    formula=("L = T^2 * mean_n (alpha KL(b_t||b_s) + beta KL(p~_t||p~_s)), b = [p_g, 1-p_g], "
+             "p~ = softmax over non-target classes"),
     hyper={"alpha": 1.0, "beta": 8.0, "T": 4.0},
     needs=("labels",),
     inputs="logits",
@@ -64,7 +65,8 @@ class DKD(DistillLoss):
         labels = need("dkd", labels, "labels")
         check_same_batch("dkd", student, teacher)
         if student.dim() != 2 or student.shape != teacher.shape or student.shape[1] < 2:
-            raise ShapeError(f"dkd: needs (N, C>=2) logits of equal shape, got {fmt(student.shape)} and {fmt(teacher.shape)}")
+            raise ShapeError(f"dkd: needs (N, C>=2) logits of equal shape, got {fmt(student.shape)} "
+                             f"and {fmt(teacher.shape)}")
         labels = labels.to(student.device, torch.long)
         if labels.shape != (student.shape[0],):
             raise ShapeError(f"dkd: labels must have shape ({student.shape[0]},), got {fmt(labels.shape)}")

@@ -1,0 +1,96 @@
+"""Training runs as a user starts them: run directories, overrides, resume, smoke runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import kdlang
+from kdlang.cli import main
+from kdlang.runtime.run import execute
+from kdlang.runtime.trainer import Trainer
+
+TINY = Path(__file__).parent / "recipes" / "tiny_mas.kd"
+SHORT = ["stage.teach.epochs=1", "stage.distill.epochs=2"]
+
+
+def states(recipe):
+    return {name: {k: v.clone() for k, v in recipe.component(name).state_dict().items()}
+            for name in recipe.all_components()}
+
+
+def test_a_run_writes_its_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["compile", str(TINY), "--run", "--out", str(out), "--set", "stage.teach.epochs=1"])
+    assert code == 0
+    for name in ("recipe.kd", "run.json", "metrics.jsonl", "metrics.csv", "last.pt", "best.pt",
+                 "student.pt", "summary.md", "recipe.dot"):
+        assert (out / name).exists(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [("teach", 1), ("analyze", 1), ("distill", 1), ("distill", 2)]
+    assert {"train/ce", "train/kd", "train/codes", "val/student/top1", "test/student/top1"} <= set(rows[-1])
+    summary = (out / "summary.md").read_text()
+    assert "| distill | student |" in summary and "best on val" in summary
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["overrides"] == ["stage.teach.epochs=1"] and meta["seed"] == 0
+    assert "# --set stage.teach.epochs=1" in (out / "recipe.kd").read_text()
+    exported = torch.load(out / "student.pt", weights_only=True)
+    model = kdlang.models.build(exported["model"], num_classes=exported["classes"],
+                                in_channels=exported["in_channels"])
+    model.load_state_dict(exported["state_dict"])
+    assert "| distill | student |" in capsys.readouterr().out
+
+
+def test_resume_after_an_interruption_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    straight = kdlang.load(TINY, overrides=SHORT)
+    Trainer(straight, tmp_path / "a", log=lambda _: None).run()
+    expected = states(straight)
+
+    torch.manual_seed(0)
+    interrupted = kdlang.load(TINY, overrides=SHORT)
+    calls = {"n": 0}
+    original = Trainer._evaluate
+
+    def crash_on_fourth_epoch(self, module, data):
+        calls["n"] += 1
+        if calls["n"] == 4:  # teach 1, analyze 1, distill 1 done; dies inside distill epoch 2
+            raise KeyboardInterrupt
+        return original(self, module, data)
+
+    monkeypatch.setattr(Trainer, "_evaluate", crash_on_fourth_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(interrupted, tmp_path / "b", log=lambda _: None).run()
+    monkeypatch.setattr(Trainer, "_evaluate", original)
+
+    resumed = kdlang.load(TINY, overrides=SHORT)  # a fresh process would start from scratch too
+    Trainer(resumed, tmp_path / "b", resume=True, log=lambda _: None).run()
+    got = states(resumed)
+    for name in expected:
+        for key in expected[name]:
+            assert torch.equal(expected[name][key], got[name][key]), f"{name}.{key}"
+
+
+def test_overrides_change_values_and_unknown_keys_are_errors(tmp_path, capsys):
+    recipe = kdlang.load(TINY, overrides=["stage.distill.epochs=5", "data.batch=8", "granularity.mg.fine.code=12"])
+    assert recipe.graph.stage_epochs("distill") == 5
+    assert recipe.plan.shapes["mg.fine.code"] == (12,)
+    assert main(["compile", str(TINY), "--set", "stage.distil.epochs=1"]) == 2
+    assert "did you mean `distill`?" in capsys.readouterr().err
+    assert main(["compile", str(TINY), "--set", "stage.distill.epochs=0"]) == 1
+    assert "`epochs=` must be a positive whole number" in capsys.readouterr().err
+
+
+def test_smoke_runs_two_batches_per_stage(tmp_path):
+    recipe = kdlang.load(TINY)
+    assert execute(recipe, tmp_path / "smoke", smoke=True) == 0
+    rows = [json.loads(line) for line in (tmp_path / "smoke" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"teach", "analyze", "distill"}
+
+
+def test_non_finite_loss_stops_with_the_term_named(tmp_path, capsys):
+    recipe = kdlang.load(TINY, overrides=["stage.teach.optimizer.lr=1e30"])
+    assert execute(recipe, tmp_path / "nan", smoke=True) == 1
+    err = capsys.readouterr().err
+    assert "loss `ce` became" in err and "stage teach" in err and "last.pt" in err
