@@ -54,7 +54,8 @@ def unused(graph: RecipeGraph):
         for component in graph.trained_in(stage):
             reached.add(component)
             reached |= nx.ancestors(flow, component)
-        reached.add(graph.stage_data(stage))
+        if graph.stage_data(stage) in graph.g:  # an undeclared data set is resolve's to report
+            reached.add(graph.stage_data(stage))
     problems = []
     for key, data in graph.g.nodes(data=True):
         if key in reached or data["kind"] == "stage":

@@ -288,14 +288,17 @@ class _Drawing:
         return TEACHER if sides == {TEACHER} else STUDENT if sides == {STUDENT} else None
 
     def _stage_of(self, key: str) -> str | None:
-        """The stage a loss or excitation serves: its own scope, else the first stage using it."""
-        scope = self.graph.decl(key).scope
-        if scope is not None:
-            return scope
-        if key in self.loss_stages:
-            return self.loss_stages[key][0]
+        """The stage a loss or excitation serves: its scope, the first stage optimising it, or
+        failing both the stage of a loss or excitation that reads it directly."""
+        own = self._own_stage(key)
+        if own is not None:
+            return own
         readers = sorted(self.graph.g.successors(key), key=self.order.get)
-        return next((s for r in readers if (s := self._stage_of(r)) is not None), None)
+        return next((s for r in readers if (s := self._own_stage(r)) is not None), None)
+
+    def _own_stage(self, key: str) -> str | None:
+        scope = self.graph.decl(key).scope
+        return scope if scope is not None else self.loss_stages.get(key, [None])[0]
 
     def _objective_edges(self) -> None:
         for stage in self.stages:

@@ -17,6 +17,7 @@ from kdlang.library.signatures import (
     COMBINATORS,
     LEVEL_ARGS,
     REDUCERS,
+    SCHEDULE_KEYWORD_KINDS,
     Signature,
     did_you_mean,
 )
@@ -441,19 +442,36 @@ class Resolver:
     def _schedule_call(self, node: ast.Call) -> Ty:
         signature = catalog.schedule_functions()[node.name]
         catalog.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
-        types = self._args(node) + list(self._kwarg_types(node).values())
+        arg_types = self._args(node)
+        types = arg_types + [self._schedule_keyword(node, kwarg) for kwarg in node.kwargs]
         if len(node.args) != len(signature.positional):
             return self._error(f"`{node.name}` takes {len(signature.positional)} positional argument(s), "
                                f"got {len(node.args)}", node.span, hint=signature.doc)
-        for arg, param in zip(node.args, signature.positional):
+        for arg, ty, param in zip(node.args, arg_types, signature.positional):
             want = T.ARROW if param.endswith(":arrow") else T.NUMBER
-            ty = self.expr(arg)
             if ty.kind not in (want, T.ERROR):
-                self._error(f"`{node.name}` expects {T.DESCRIPTIONS[want]} here, not {ty.describe()}", arg.span,
-                            hint=signature.doc)
+                types.append(self._error(f"`{node.name}` expects {T.DESCRIPTIONS[want]} here, not {ty.describe()}",
+                                         arg.span, hint=signature.doc))
         if any(t.kind == T.ERROR for t in types):
             return ERR
         return Ty(T.SCHEDULE)
+
+    def _schedule_keyword(self, node: ast.Call, kwarg: ast.KwArg) -> Ty:
+        """The type of one keyword of a schedule call, ERR (diagnosed) when it is the wrong kind."""
+        ty = self.expr(kwarg.value)
+        want = SCHEDULE_KEYWORD_KINDS.get(node.name, {}).get(kwarg.name.text)
+        if want is None or ty.kind == T.ERROR:
+            return ty
+        doc = catalog.schedule_functions()[node.name].doc
+        if ty.kind != want:
+            return self._error(f"`{kwarg.name.text}=` of `{node.name}` takes {T.DESCRIPTIONS[want]}, "
+                               f"not {ty.describe()}", kwarg.value.span, hint=doc)
+        for item in kwarg.value.items if isinstance(kwarg.value, ast.ListExpr) else ():
+            item_ty = self.expr(item)
+            if item_ty.kind not in (T.NUMBER, T.ERROR):
+                return self._error(f"`{kwarg.name.text}=` of `{node.name}` lists numbers, not {item_ty.describe()}",
+                                   item.span, hint=doc)
+        return ty
 
     def _reduce(self, node: ast.Call) -> Ty:
         if node.kwargs:

@@ -101,6 +101,15 @@ REDUCERS = {
     "mean": S("mean", (), {}, "the mean of losses", variadic=True),
 }
 
+# The kind of value each schedule keyword takes (see `kdlang.library.schedules.FUNCTIONS`).
+SCHEDULE_KEYWORD_KINDS = {
+    "linear": {"epochs": "range"},
+    "cosine": {"epochs": "range"},
+    "step": {"at": "list", "gamma": "number"},
+    "exponential": {"gamma": "number", "every": "number"},
+    "warmup": {"epochs": "number", "start": "number"},
+}
+
 METRICS = ("top1", "top5", "loss")
 SPLITS = ("train", "val", "test")
 SELECT_POLICIES = ("best", "last")

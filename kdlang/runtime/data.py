@@ -22,9 +22,12 @@ class StageData:
 _CACHE: dict = {}
 
 
-def stage_data(recipe, stage: str, seed: int) -> StageData:
+def stage_data(recipe, stage: str, seed: int, world=None) -> StageData:
+    """Loaders for a stage; under DDP each rank gets its slice of the single-process batches."""
     from kdlang.library import datasets
+    from kdlang.runtime.distributed import SINGLE, GlobalBatchShard, StridedShard
 
+    world = world or SINGLE
     key = recipe.graph.stage_data(stage)
     node: ast.Data = recipe.graph.decl(key).node
     kwargs = {k.name.text: evaluate.value(k.value) for k in node.source.kwargs if k.name.text != "augment"}
@@ -38,9 +41,16 @@ def stage_data(recipe, stage: str, seed: int) -> StageData:
     bundle = _CACHE.get(cache_key)
     if bundle is None:
         bundle = _CACHE[cache_key] = datasets.build(node.source.name, augment=augment, seed=seed, **kwargs)
-    make = lambda split, shuffle: (datasets.loader(split, batch_size=batch, shuffle=shuffle, seed=seed,
-                                                   num_workers=workers) if split is not None else None)
-    return StageData(make(bundle.train, True), make(bundle.val, False), make(bundle.test, False), bundle.num_train)
+    train = datasets.loader(bundle.train, batch_size=batch // world.size, shuffle=False, seed=seed,
+                            num_workers=workers, sampler=GlobalBatchShard(len(bundle.train), batch, world, seed))
+
+    def evaluation(split):
+        if split is None:
+            return None
+        sampler = StridedShard(len(split), world) if world.active else None
+        return datasets.loader(split, batch_size=batch, shuffle=False, seed=seed, num_workers=workers, sampler=sampler)
+
+    return StageData(train, evaluation(bundle.val), evaluation(bundle.test), bundle.num_train)
 
 
 def _augment_nodes(node: ast.Data):

@@ -9,24 +9,37 @@ from pathlib import Path
 
 import torch
 
-from kdlang.runtime import checkpoints
+from kdlang.runtime import checkpoints, distributed
 from kdlang.runtime.policy import Policy
 from kdlang.runtime.trainer import NonFiniteLoss, Trainer
 
 
 def execute(recipe, out: Path, *, device="cpu", seed=None, smoke=False, resume=False, overrides=()) -> int:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Train every stage into `out`; under torchrun, rank 0 alone writes."""
+    world = distributed.from_env()
+    device = distributed.init(world, device)
+    try:
+        return _execute(recipe, Path(distributed.broadcast(str(out), world)), world, device=device,
+                        seed=seed, smoke=smoke, resume=resume, overrides=overrides)
+    finally:
+        distributed.shutdown(world)
+
+
+def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides) -> int:
     seed = recipe_seed(recipe) if seed is None else seed
     torch.manual_seed(seed)
-    _write_record(recipe, out, device=device, seed=seed, smoke=smoke, overrides=overrides)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_record(recipe, out, device=device, seed=seed, smoke=smoke, overrides=overrides, world=world)
     trainer = Trainer(recipe, out, device=device, seed=seed, smoke=smoke, resume=resume,
-                      log=lambda line: print(line, flush=True))
+                      log=lambda line: print(line, flush=True), world=world)
     try:
         results = trainer.run()
     except NonFiniteLoss as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 1
+    if not world.main:
+        return 0
     export_students(recipe, out)
     table = summary_table(results, Policy.from_recipe(recipe))
     (out / "summary.md").write_text(f"# {recipe.title}\n\n{table}\n", encoding="utf-8")
@@ -45,13 +58,13 @@ def recipe_seed(recipe) -> int:
     return 0
 
 
-def _write_record(recipe, out: Path, *, device, seed, smoke, overrides) -> None:
+def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:
     from kdlang.runtime.operative import operative_recipe
 
     (out / "recipe.kd").write_text(operative_recipe(recipe, overrides), encoding="utf-8")
     meta = {
         "recipe": str(recipe.path), "title": recipe.title, "seed": seed, "device": str(device),
-        "smoke": smoke, "overrides": list(overrides), "torch": torch.__version__,
+        "smoke": smoke, "overrides": list(overrides), "processes": world.size, "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
         "policy": Policy.from_recipe(recipe).describe(),
     }

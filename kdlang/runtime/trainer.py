@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from kdlang.runtime import checkpoints, progress
+from kdlang.runtime import checkpoints, distributed, progress
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.policy import Policy
@@ -24,21 +24,24 @@ class NonFiniteLoss(RuntimeError):
 
 class Trainer:
     def __init__(self, recipe, out: Path, *, device: str = "cpu", seed: int = 0, smoke: bool = False,
-                 resume: bool = False, log=print):
+                 resume: bool = False, log=print, world: distributed.World = distributed.SINGLE):
         self.recipe = recipe
         self.out = Path(out)
         self.device = torch.device(device)
         self.seed = seed
         self.smoke = smoke
         self.resume = resume
-        self.log = log
+        self.world = world
+        self.log = log if world.main else (lambda _: None)
         self.policy = Policy.from_recipe(recipe)
         self.metrics = MetricsLog(self.out)
         self.results: list[dict] = []
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        distributed.barrier(self.world)
         state = checkpoints.load_last(self.out) if self.resume else None
         if state is not None:
             self.results = state["results"]
@@ -55,9 +58,10 @@ class Trainer:
         from kdlang.runtime.data import stage_data
 
         torch.manual_seed(self.seed)
-        data = stage_data(self.recipe, stage, seed=self.seed)
+        data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
+        runner = distributed.wrap(module, self.world, self.device)
         epochs = self.recipe.graph.stage_epochs(stage)
         steps = 2 if self.smoke else len(data.train)
         params = module.trainable_parameters()
@@ -78,23 +82,24 @@ class Trainer:
         last_metrics = {}
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
-            train_losses = self._train_epoch(module, optimizer, scheduler, data, stage, epoch, epochs, steps)
+            train_losses = self._train_epoch(module, runner, optimizer, scheduler, data, stage, epoch, epochs, steps)
             evaluated = self._evaluate(module, data)
             last_metrics = {**{f"train/{k}": v for k, v in train_losses.items()}, **evaluated}
-            self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
-                                              "seconds": round(time.perf_counter() - started, 3)})
+            if self.world.main:
+                self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
+                                                  "seconds": round(time.perf_counter() - started, 3)})
             score = self.policy.score(evaluated, module.heads)
             if score is not None and score > best["score"]:
                 best = {"score": score, "epoch": epoch, "metrics": evaluated}
-                checkpoints.save(self.out / "best.pt", {"stage": stage, "epoch": epoch,
-                                                          "components": self._component_states(module)})
+                self._save("best.pt", {"stage": stage, "epoch": epoch, "components": self._component_states(module)})
             self.log(progress.epoch_line(stage, epoch, epochs, train_losses, evaluated))
-            checkpoints.save(self.out / "last.pt", {
+            self._save("last.pt", {
                 "stage": stage, "epoch": epoch, "results": self.results,
                 "components": self._component_states(None), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "losses": _loss_states(module), "best": best,
                 "rng": torch.get_rng_state(),
             })
+        distributed.barrier(self.world)
         if self.policy.select == "best" and best["epoch"] is not None:
             restored = checkpoints.load(self.out / "best.pt")
             self._restore_components(restored["components"])
@@ -103,7 +108,7 @@ class Trainer:
         return result
 
     # ---- one epoch ----------------------------------------------------------------------
-    def _train_epoch(self, module, optimizer, scheduler, data, stage, epoch, epochs, steps) -> dict:
+    def _train_epoch(self, module, runner, optimizer, scheduler, data, stage, epoch, epochs, steps) -> dict:
         module.train()
         data.set_epoch(epoch)
         sums: dict = {}
@@ -113,7 +118,7 @@ class Trainer:
                 break
             module.time = epoch + step / steps
             inputs, labels, index = (t.to(self.device, non_blocking=True) for t in (inputs, labels, index))
-            _, losses = module((inputs, labels, index))
+            _, losses = runner((inputs, labels, index))
             total = sum(losses.values())
             if not torch.isfinite(total):
                 bad = next(k for k, v in losses.items() if not torch.isfinite(v))
@@ -128,7 +133,9 @@ class Trainer:
             bar.update({k: v / (step + 1) for k, v in sums.items()})
         bar.close()
         count = max(1, min(steps, len(data.train)))
-        return {name: value / count for name, value in sums.items()}
+        names = list(sums)
+        totals = distributed.all_sum([sums[n] / count for n in names], self.world, self.device)
+        return {name: value / self.world.size for name, value in zip(names, totals)}
 
     def _evaluate(self, module, data) -> dict:
         module.eval()
@@ -147,12 +154,18 @@ class Trainer:
                     c[0] += top1
                     c[1] += top5
                     c[2] += n
+            for head in sorted(counts):
+                counts[head] = distributed.all_sum(counts[head], self.world, self.device)
             for head, (top1, top5, n) in counts.items():
                 out[f"{split}/{head}/top1"] = 100.0 * top1 / max(n, 1)
                 out[f"{split}/{head}/top5"] = 100.0 * top5 / max(n, 1)
         return out
 
     # ---- state --------------------------------------------------------------------------
+    def _save(self, name: str, payload: dict) -> None:
+        if self.world.main:
+            checkpoints.save(self.out / name, payload)
+
     def _component_states(self, module) -> dict:
         names = module.order if module is not None else list(self.recipe._components)
         return {name: _cpu_state(self.recipe.component(name)) for name in names}
