@@ -94,3 +94,26 @@ def test_non_finite_loss_stops_with_the_term_named(tmp_path, capsys):
     assert execute(recipe, tmp_path / "nan", smoke=True) == 1
     err = capsys.readouterr().err
     assert "loss `ce` became" in err and "stage teach" in err and "last.pt" in err
+
+
+def with_runtime(tmp_path, options: str) -> Path:
+    path = tmp_path / "r.kd"
+    path.write_text(TINY.read_text() + f"\nruntime({options})\n")
+    return path
+
+
+def test_channels_last_and_bf16_are_recipe_options(tmp_path, capsys):
+    recipe = kdlang.load(with_runtime(tmp_path, 'device="cpu", channels_last=true, amp="bf16", seed=3'))
+    assert execute(recipe, tmp_path / "bf16", smoke=True) == 0
+    err = capsys.readouterr().err
+    assert "bf16 autocast on the CPU" in err  # never silent: design §5's numerics warning
+    meta = json.loads((tmp_path / "bf16" / "run.json").read_text())
+    assert meta["seed"] == 3 and meta["device"] == "cpu"
+    student = recipe.component("student")
+    assert student.layer1[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fp16_on_a_cpu_is_refused(tmp_path, capsys):
+    recipe = kdlang.load(with_runtime(tmp_path, 'device="cpu", amp="fp16"'))
+    assert execute(recipe, tmp_path / "fp16", smoke=True) == 2
+    assert 'amp="fp16") needs a GPU' in capsys.readouterr().err

@@ -240,6 +240,7 @@ def stages(graph: RecipeGraph):
         if epochs_arg is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
             problems.append(error("`epochs=` must be a positive whole number", epochs_arg.value.span))
         trained = set(graph.trained_in(stage))
+        problems += _missing_data(graph, stage)
         if not node.of(ast.Train):
             problems.append(error(f"{what} trains nothing", node.name.span,
                                   hint="add `train student` (models, granularities or branches)"))
@@ -275,6 +276,19 @@ def stages(graph: RecipeGraph):
         trained_before |= trained
     problems += _checkpoint_stages(graph, first_trained)
     return problems
+
+
+def _missing_data(graph, stage) -> list:
+    """A stage without `data=` trains on the unnamed data declaration, which must exist."""
+    node = graph.decl(stage).node
+    if any(k.name.text == "data" for k in node.kwargs) or graph.stage_data(stage) in graph.g:
+        return []
+    named = [d.name for d in graph.symbols.of_kind("data")]
+    if named:
+        return [error(f"stage `{stage}` does not say which data it trains on", node.name.span,
+                      hint=f"add `data={named[0]}` to its arguments, or declare data without a name: `data SET(...)`")]
+    return [error(f"stage `{stage}` trains on the recipe's data, but no data is declared", node.name.span,
+                  hint="declare it, e.g. `data fashion_mnist(batch=128)`")]
 
 
 def _check_ready(graph, stage, key, component, trained_before, first_trained, problems):

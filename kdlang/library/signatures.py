@@ -82,8 +82,7 @@ STAGE_ARGS = S("stage", (), {"epochs": R, "data": "data", "batch": None, "grad_c
 RUNTIME_ARGS = S(
     "runtime",
     (),
-    {"device": "auto", "amp": "off", "channels_last": "auto", "compile": False, "seed": 0,
-     "deterministic": False, "workers": 0, "cache_teacher": "auto"},
+    {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False},
     "how the run executes",
 )
 

@@ -10,8 +10,6 @@ from kdlang.diagnostics import RecipeError
 
 
 def run_compile(args, usage_error) -> int:
-    import torch
-
     from kdlang.lower.recipe import load
 
     if not Path(args.recipe).is_file():
@@ -38,7 +36,7 @@ def run_compile(args, usage_error) -> int:
         return 0
     from kdlang.runtime.run import execute
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device  # None: the recipe's runtime(device=...), else CUDA when present
     out = Path(args.resume or args.out or f"runs/{Path(args.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     return execute(recipe, out, device=device, seed=args.seed, smoke=args.smoke,
                    resume=bool(args.resume), overrides=args.set)

@@ -14,10 +14,18 @@ from kdlang.runtime.policy import Policy
 from kdlang.runtime.trainer import NonFiniteLoss, Trainer
 
 
-def execute(recipe, out: Path, *, device="cpu", seed=None, smoke=False, resume=False, overrides=()) -> int:
+def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=False, overrides=()) -> int:
     """Train every stage into `out`; under torchrun, rank 0 alone writes."""
+    from kdlang.runtime.options import RuntimeOptions
+
+    options = RuntimeOptions.from_recipe(recipe)
     world = distributed.from_env()
-    device = distributed.init(world, device)
+    device = distributed.init(world, options.resolve_device(device))
+    try:
+        options.check(device)
+    except ValueError as exc:
+        print(f"kdlang: {exc}", file=sys.stderr)
+        return 2
     try:
         return _execute(recipe, Path(distributed.broadcast(str(out), world)), world, device=device,
                         seed=seed, smoke=smoke, resume=resume, overrides=overrides)
@@ -49,13 +57,9 @@ def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides
 
 
 def recipe_seed(recipe) -> int:
-    from kdlang.graph import evaluate
+    from kdlang.runtime.options import RuntimeOptions
 
-    for runtime in recipe.symbols.runtimes:
-        for kwarg in runtime.kwargs:
-            if kwarg.name.text == "seed":
-                return int(evaluate.value(kwarg.value))
-    return 0
+    return int(RuntimeOptions.from_recipe(recipe).seed)
 
 
 def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:

@@ -15,6 +15,7 @@ import torch
 from kdlang.runtime import checkpoints, distributed, progress
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
+from kdlang.runtime.options import RuntimeOptions
 from kdlang.runtime.policy import Policy
 
 
@@ -34,6 +35,8 @@ class Trainer:
         self.world = world
         self.log = log if world.main else (lambda _: None)
         self.policy = Policy.from_recipe(recipe)
+        self.options = RuntimeOptions.from_recipe(recipe)
+        self.channels_last = self.options.use_channels_last(str(self.device))
         self.metrics = MetricsLog(self.out)
         self.results: list[dict] = []
 
@@ -61,6 +64,9 @@ class Trainer:
         data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        scaler = self.options.scaler(str(self.device))
         runner = distributed.wrap(module, self.world, self.device)
         epochs = self.recipe.graph.stage_epochs(stage)
         steps = 2 if self.smoke else len(data.train)
@@ -82,7 +88,8 @@ class Trainer:
         last_metrics = {}
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
-            train_losses = self._train_epoch(module, runner, optimizer, scheduler, data, stage, epoch, epochs, steps)
+            train_losses = self._train_epoch(module, runner, optimizer, scheduler, scaler, data, stage, epoch,
+                                             epochs, steps)
             evaluated = self._evaluate(module, data)
             last_metrics = {**{f"train/{k}": v for k, v in train_losses.items()}, **evaluated}
             if self.world.main:
@@ -108,7 +115,11 @@ class Trainer:
         return result
 
     # ---- one epoch ----------------------------------------------------------------------
-    def _train_epoch(self, module, runner, optimizer, scheduler, data, stage, epoch, epochs, steps) -> dict:
+    def _inputs(self, inputs):
+        inputs = inputs.to(self.device, non_blocking=True)
+        return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last and inputs.dim() == 4 else inputs
+
+    def _train_epoch(self, module, runner, optimizer, scheduler, scaler, data, stage, epoch, epochs, steps) -> dict:
         module.train()
         data.set_epoch(epoch)
         sums: dict = {}
@@ -117,16 +128,20 @@ class Trainer:
             if step >= steps:
                 break
             module.time = epoch + step / steps
-            inputs, labels, index = (t.to(self.device, non_blocking=True) for t in (inputs, labels, index))
-            _, losses = runner((inputs, labels, index))
+            inputs = self._inputs(inputs)
+            labels, index = labels.to(self.device, non_blocking=True), index.to(self.device, non_blocking=True)
+            with self.options.autocast(str(self.device)):
+                _, losses = runner((inputs, labels, index))
+            losses = {name: value.float() for name, value in losses.items()}
             total = sum(losses.values())
             if not torch.isfinite(total):
                 bad = next(k for k, v in losses.items() if not torch.isfinite(v))
                 raise NonFiniteLoss(f"loss `{bad}` became {losses[bad].item()} at stage {stage}, epoch {epoch + 1}, "
                                     f"step {step + 1}; the last good checkpoint is {self.out / 'last.pt'}")
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
@@ -147,8 +162,10 @@ class Trainer:
             for step, (inputs, labels, _) in enumerate(loader):
                 if self.smoke and step >= 2:
                     break
-                heads = module.predict(inputs.to(self.device))
+                with self.options.autocast(str(self.device)):
+                    heads = module.predict(self._inputs(inputs))
                 for head, logits in heads.items():
+                    logits = logits.float()
                     c = counts.setdefault(head, [0, 0, 0])
                     top1, top5, n = accuracy_counts(logits, labels.to(self.device))
                     c[0] += top1
