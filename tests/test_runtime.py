@@ -117,3 +117,14 @@ def test_fp16_on_a_cpu_is_refused(tmp_path, capsys):
     recipe = kdlang.load(with_runtime(tmp_path, 'device="cpu", amp="fp16"'))
     assert execute(recipe, tmp_path / "fp16", smoke=True) == 2
     assert 'amp="fp16") needs a GPU' in capsys.readouterr().err
+
+
+def test_noise_report_adds_a_robustness_table(tmp_path):
+    path = tmp_path / "r.kd"
+    path.write_text(TINY.read_text().replace("report top1 on test, select best on val",
+                                             "report top1 on test, select best on val, noise [0, 0.5]"))
+    recipe = kdlang.load(path)
+    assert execute(recipe, tmp_path / "noise", smoke=True) == 0
+    summary = (tmp_path / "noise" / "summary.md").read_text()
+    assert "| stage | head | std 0 | std 0.5 |" in summary
+    assert "| distill | student |" in summary.split("Gaussian input noise")[1]

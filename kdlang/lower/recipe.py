@@ -124,6 +124,8 @@ class Recipe:
     def heads(self, stage: str) -> list[tuple[str, str]]:
         """(head name, tensor key) of every classifier a stage trains, evaluated for accuracy."""
         heads = []
+        data = self.plan.data.get(self.graph.stage_data(stage))
+        classes = data[1].num_classes if data else self.plan.classes
         for name in self.component_order(self.graph.trained_in(stage)):
             kind = self.graph.kind(name)
             if kind == "model":
@@ -131,7 +133,7 @@ class Recipe:
             elif kind == "granularity" and name in self.plan.decoders:
                 for level in evaluate.level_args(self.symbols, name):
                     heads.append((f"{name}.{level}", f"{name}.{level}.logits"))
-            elif kind == "branch" and self.plan.shapes.get(f"{name}.out") == (self.plan.classes,):
+            elif kind == "branch" and self.plan.shapes.get(f"{name}.out") == (classes,):
                 heads.append((name, f"{name}.out"))
         return heads
 
@@ -185,8 +187,12 @@ class Recipe:
                 (self.warnings if allow_missing else problems).append(diagnostic)
                 continue
             try:
+                component = self.component(decl.key)
                 state = load_state(path)
-                self.component(decl.key).load_state_dict(state)
+                if decl.kind == "granularity":  # a branch stage saves decoders a student recipe may not build
+                    own = component.state_dict()
+                    state = {k: v for k, v in state.items() if k in own or ".decoder." not in k}
+                component.load_state_dict(state)
             except Exception as exc:  # corrupt, malicious or mismatched files are refused
                 problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: "
                                       f"{str(exc).splitlines()[0]}", checkpoint.span,

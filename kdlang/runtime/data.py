@@ -22,7 +22,12 @@ class StageData:
 _CACHE: dict = {}
 
 
-def stage_data(recipe, stage: str, seed: int, world=None) -> StageData:
+def noisy_test(recipe, stage: str, seed: int, std: float, world=None):
+    """The stage's test split with Gaussian noise of `std` (pixel units, before normalisation)."""
+    return stage_data(recipe, stage, seed, world, test_augment=[("noise", (float(std),), {})]).test
+
+
+def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> StageData:
     """Loaders for a stage; under DDP each rank gets its slice of the single-process batches."""
     from kdlang.library import datasets
     from kdlang.runtime.distributed import SINGLE, GlobalBatchShard, StridedShard
@@ -37,10 +42,11 @@ def stage_data(recipe, stage: str, seed: int, world=None) -> StageData:
     stage_batch = next((evaluate.value(k.value) for k in stage_node.kwargs if k.name.text == "batch"), None)
     batch = int(stage_batch or batch)
     augment = [_augmentation(a) for a in _augment_nodes(node)]
-    cache_key = (node.source.name, repr(sorted(kwargs.items())), repr(augment), seed)
+    cache_key = (node.source.name, repr(sorted(kwargs.items())), repr(augment), repr(test_augment), seed)
     bundle = _CACHE.get(cache_key)
     if bundle is None:
-        bundle = _CACHE[cache_key] = datasets.build(node.source.name, augment=augment, seed=seed, **kwargs)
+        bundle = _CACHE[cache_key] = datasets.build(node.source.name, augment=augment, seed=seed,
+                                                    test_augment=list(test_augment), **kwargs)
     train = datasets.loader(bundle.train, batch_size=batch // world.size, shuffle=False, seed=seed,
                             num_workers=workers, sampler=GlobalBatchShard(len(bundle.train), batch, world, seed))
 

@@ -83,9 +83,14 @@ def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -
 
 
 def export_students(recipe, out: Path) -> None:
-    """Every trained model as a plain state_dict plus its zoo name; `student.pt` is the student."""
-    trained = [c for s in recipe.stages for c in recipe.graph.trained_in(s) if recipe.graph.kind(c) == "model"]
-    trained = list(dict.fromkeys(trained))
+    """Every trained component as a plain state_dict (models with their zoo name, in `models/`,
+    granularities and branches in `components/`); `student.pt` is the student."""
+    everything = list(dict.fromkeys(c for s in recipe.stages for c in recipe.graph.trained_in(s)))
+    for name in everything:
+        if recipe.graph.kind(name) != "model":
+            state = {k: v.detach().cpu() for k, v in recipe.component(name).state_dict().items()}
+            checkpoints.save(out / "components" / f"{name}.pt", {"state_dict": state})
+    trained = [c for c in everything if recipe.graph.kind(c) == "model"]
     for name in trained:
         spec = recipe.plan.models[name]
         payload = {"model": spec.source, "classes": spec.classes, "in_channels": spec.input_shape[0],
@@ -107,6 +112,14 @@ def summary_table(results: list[dict], policy: Policy) -> str:
             rows.append(f"| {result['stage']} | {head} | {epoch} | {_pct(chosen)} | {_pct(last)} |")
     rows.append("")
     rows.append(f"Policy: {policy.describe()}.")
+    noise = [(r["stage"], head, accs) for r in results for head, accs in r.get("noise", {}).items()]
+    if noise:
+        strengths = list(noise[0][2])
+        rows += ["", f"Test top-1 under Gaussian input noise (std in pixel units):", "",
+                 "| stage | head | " + " | ".join(f"std {s}" for s in strengths) + " |",
+                 "|---|---|" + "---|" * len(strengths)]
+        for stage, head, accs in noise:
+            rows.append(f"| {stage} | {head} | " + " | ".join(_pct(accs.get(s)) for s in strengths) + " |")
     return "\n".join(rows)
 
 

@@ -111,8 +111,23 @@ class Trainer:
             restored = checkpoints.load(self.out / "best.pt")
             self._restore_components(restored["components"])
         result = {"stage": stage, "heads": [h for h, _ in module.heads], "best_epoch": best["epoch"],
-                  "best": best["metrics"], "last": {k: v for k, v in last_metrics.items() if not k.startswith("train/")}}
+                  "best": best["metrics"], "last": {k: v for k, v in last_metrics.items() if not k.startswith("train/")},
+                  "noise": self._noise_table(module, stage)}
         return result
+
+    def _noise_table(self, module, stage: str) -> dict:
+        """Test top-1 of every head under Gaussian input noise of each strength the report names."""
+        from kdlang.runtime.data import noisy_test
+
+        table = {}
+        for std in self.policy.noise:
+            loader = noisy_test(self.recipe, stage, self.seed, std, self.world)
+            accuracies = self._evaluate_loader(module, loader)
+            for head, (top1, _) in accuracies.items():
+                table.setdefault(head, {})[f"{std:g}"] = top1
+            self.log(f"{stage} under noise std={std:g}: " +
+                     " ".join(f"{h}={a[0]:.2f}" for h, a in accuracies.items()))
+        return table
 
     # ---- one epoch ----------------------------------------------------------------------
     def _inputs(self, inputs):
@@ -153,30 +168,34 @@ class Trainer:
         return {name: value / self.world.size for name, value in zip(names, totals)}
 
     def _evaluate(self, module, data) -> dict:
-        module.eval()
         out = {}
         for split, loader in (("val", data.val), ("test", data.test)):
             if loader is None:
                 continue
-            counts: dict = {}
-            for step, (inputs, labels, _) in enumerate(loader):
-                if self.smoke and step >= 2:
-                    break
-                with self.options.autocast(str(self.device)):
-                    heads = module.predict(self._inputs(inputs))
-                for head, logits in heads.items():
-                    logits = logits.float()
-                    c = counts.setdefault(head, [0, 0, 0])
-                    top1, top5, n = accuracy_counts(logits, labels.to(self.device))
-                    c[0] += top1
-                    c[1] += top5
-                    c[2] += n
-            for head in sorted(counts):
-                counts[head] = distributed.all_sum(counts[head], self.world, self.device)
-            for head, (top1, top5, n) in counts.items():
-                out[f"{split}/{head}/top1"] = 100.0 * top1 / max(n, 1)
-                out[f"{split}/{head}/top5"] = 100.0 * top5 / max(n, 1)
+            for head, (top1, top5) in self._evaluate_loader(module, loader).items():
+                out[f"{split}/{head}/top1"] = top1
+                out[f"{split}/{head}/top5"] = top5
         return out
+
+    def _evaluate_loader(self, module, loader) -> dict:
+        """head -> (top-1 %, top-5 %) over a loader, counts summed across ranks."""
+        module.eval()
+        counts: dict = {}
+        for step, (inputs, labels, _) in enumerate(loader):
+            if self.smoke and step >= 2:
+                break
+            with self.options.autocast(str(self.device)):
+                heads = module.predict(self._inputs(inputs))
+            for head, logits in heads.items():
+                logits = logits.float()
+                c = counts.setdefault(head, [0, 0, 0])
+                top1, top5, n = accuracy_counts(logits, labels.to(self.device))
+                c[0] += top1
+                c[1] += top5
+                c[2] += n
+        for head in sorted(counts):
+            counts[head] = distributed.all_sum(counts[head], self.world, self.device)
+        return {head: (100.0 * top1 / max(n, 1), 100.0 * top5 / max(n, 1)) for head, (top1, top5, n) in counts.items()}
 
     # ---- state --------------------------------------------------------------------------
     def _save(self, name: str, payload: dict) -> None:

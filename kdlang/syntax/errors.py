@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -109,6 +110,11 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
         return SyntaxProblem(
             f"`{word}` is only allowed inside a stage", span, hint="put it in a `stage NAME(epochs=N) { ... }` block"
         )
+    swallowed = _keyword_after_trailing_comma(text, token, file)
+    if swallowed is not None:
+        keyword, comma = swallowed
+        return SyntaxProblem(f"a ',' ends the list before `{keyword}`, so `{keyword}` is read as a list item",
+                             comma, hint="remove the trailing ','")
     if token is not None and token.type == "NAME":
         words = _keywords_expected(expected)
         if words:
@@ -186,6 +192,22 @@ def _starts_line(token, text: str) -> bool:
     """True when only whitespace precedes the token on its line."""
     line_start = text.rfind("\n", 0, token.start_pos) + 1
     return not text[line_start: token.start_pos].strip()
+
+
+_TRAILING_COMMA_KEYWORD = re.compile(r",(\s*)([A-Za-z_][A-Za-z0-9_]*)\s+$")
+
+
+def _keyword_after_trailing_comma(text: str, token, file: str):
+    """`train a,` then `optimizer sgd(...)`: the comma makes `optimizer` a list item, and the parser
+    only stumbles on `sgd`. Returns (keyword, span of the comma) for that slip, else None."""
+    if token is None or token.type != "NAME":
+        return None
+    match = _TRAILING_COMMA_KEYWORD.search(text, 0, token.start_pos)
+    if match is None or match.group(2) not in STATEMENT_KEYWORDS + STAGE_KEYWORDS or "\n" not in match.group(1):
+        return None
+    line = text.count("\n", 0, match.start()) + 1
+    col = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+    return match.group(2), Span(file, line, col, line, col + 1)
 
 
 def _cannot_be_inside(opener, token) -> bool:
