@@ -45,7 +45,8 @@ def cycles(graph: RecipeGraph):
 
 
 def unused(graph: RecipeGraph):
-    """Declarations that no stage reaches (through data flow or training) are dead weight."""
+    """Declarations of the checked file that no stage reaches are dead weight (warnings).
+    Fragments brought in by `use` are libraries: their unused declarations are not reported."""
     reached = set()
     flow = graph.flow()
     for stage in graph.stages:
@@ -57,10 +58,13 @@ def unused(graph: RecipeGraph):
         if graph.stage_data(stage) in graph.g:  # an undeclared data set is resolve's to report
             reached.add(graph.stage_data(stage))
     problems = []
+    root = graph.program.root.file
     for key, data in graph.g.nodes(data=True):
         if key in reached or data["kind"] == "stage":
             continue
         decl = data["decl"]
+        if decl.span.file != root:  # a fragment is a library: what a recipe does not use is fine
+            continue
         if data["kind"] == "model" and any(graph.decl(k).node.model.text == key for k in reached
                                             if graph.kind(k) == "tap"):
             continue

@@ -1,6 +1,7 @@
 """`--set key=value`: override any recipe value by dotted path, without editing the file.
 
-Paths: `data.batch` (the default data) or `data.NAME.KEY`, `model.NAME.KEY`, `stage.NAME.KEY`,
+Paths: `data.batch` (the default data) or `data.NAME.KEY`, `data=CALL` / `data.NAME=CALL` (another
+data set, e.g. `data=synthetic(shape=[3, 32, 32], classes=100)` for a smoke run), `model.NAME.KEY`, `stage.NAME.KEY`,
 `stage.NAME.optimizer.KEY`, `stage.NAME.lr.KEY`, `schedule.NAME`, `runtime.KEY`,
 `granularity.NAME.LEVEL.KEY`. The value is recipe syntax (`2`, `0.1`, `"bf16"`, `[30, 45]`).
 Overrides edit the source text at the node's span, so diagnostics still point at real lines.
@@ -62,7 +63,12 @@ def _locate(program, parts, value, item):
         if node is None:
             raise OverrideError(f"--set {item}: the recipe has no `runtime(...)` statement to override")
         return _kwarg_edit(program, node.kwargs, node.span, parts[1:], value, item, closing=True)
-    if kind == "data" and (len(parts) == 2):
+    if kind == "data" and len(parts) == 1:  # `data=synthetic(...)` swaps the default data set whole
+        return _replace(program, _find(statements, "data", "data", item).source.span, value)
+    if kind == "data" and len(parts) == 2 and any(
+            isinstance(s, ast.Data) and s.name is not None and s.name.text == parts[1] for s in statements):
+        return _replace(program, _find(statements, "data", parts[1], item).source.span, value)
+    if kind == "data" and len(parts) == 2:
         parts = ["data", "data", parts[1]]
     if len(parts) < 2:
         raise OverrideError(f"--set {item}: name the {kind}, e.g. {kind}.NAME.KEY=VALUE")

@@ -1,4 +1,4 @@
-"""The canonical layout of a recipe (`kdlang fmt`): one spelling per meaning, comments kept.
+"""The canonical layout of a recipe: one spelling per meaning, every comment kept.
 
 The formatter prints from the AST, so layout in the source is forgotten, and it places every comment
 by comparing its span with the statements' spans. Two promises, checked by the tests:

@@ -59,43 +59,52 @@ class _Entry:
 def _zoo() -> dict[str, _Entry]:
     p = functools.partial
     he = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
+    crd = "Tian et al., Contrastive Representation Distillation, ICLR 2020"
     table: dict[str, _Entry] = {}
     for depth in (8, 14, 20, 32, 44, 56, 110):
-        table[f"resnet{depth}"] = _Entry(p(CifarResNet, depth), "resnet", f"CIFAR ResNet-{depth}, widths 16/32/64 ({he})")
+        table[f"resnet{depth}"] = _Entry(
+            p(CifarResNet, depth), "resnet", f"CIFAR ResNet-{depth}, widths 16/32/64 ({he})"
+        )
     for depth in (8, 32):
         table[f"resnet{depth}x4"] = _Entry(
             p(CifarResNet, depth, X4_WIDTHS), "resnet",
-            f"CIFAR ResNet-{depth} with 4x widths 64/128/256 (Tian et al., Contrastive Representation Distillation, ICLR 2020)",
+            f"CIFAR ResNet-{depth} widened: stem 32, stages 64/128/256 ({crd})",
         )
     for depth, widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
         table[f"wrn_{depth}_{widen}"] = _Entry(
             p(WideResNet, depth, widen), "wrn",
-            f"WRN-{depth}-{widen} (Zagoruyko & Komodakis, Wide Residual Networks, BMVC 2016)", ("drop_rate",),
+            f"WRN-{depth}-{widen} (Zagoruyko & Komodakis, Wide Residual Networks, BMVC 2016)",
+            options=("drop_rate",),
         )
     for depth in (8, 11, 13, 16, 19):
         table[f"vgg{depth}"] = _Entry(
             p(VGG, depth), "vgg",
-            f"VGG-{depth} with BN, CIFAR variant (Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015)",
+            f"VGG-{depth} with BN, CIFAR variant (Simonyan & Zisserman, Very Deep ConvNets, ICLR 2015)",
         )
     table["MobileNetV2"] = _Entry(
         MobileNetV2, "mobilenetv2",
-        "MobileNetV2 at 0.5 width as in CRD (Sandler et al., Inverted Residuals and Linear Bottlenecks, CVPR 2018)",
-        ("width_mult", "expansion"),
+        "MobileNetV2 at 0.5 width as in CRD (Sandler et al., MobileNetV2, CVPR 2018)",
+        options=("width_mult", "expansion"),
     )
     table["ShuffleV1"] = _Entry(
-        ShuffleNetV1, "shufflenetv1", "ShuffleNet V1, g=3 (Zhang et al., ShuffleNet, CVPR 2018)", ("groups", "widths", "blocks"),
+        ShuffleNetV1, "shufflenetv1", "ShuffleNet V1, g=3 (Zhang et al., ShuffleNet, CVPR 2018)",
+        options=("groups", "widths", "blocks"),
     )
     table["ShuffleV2"] = _Entry(
-        ShuffleNetV2, "shufflenetv2", "ShuffleNet V2 1x (Ma et al., ShuffleNet V2, ECCV 2018)", ("widths", "blocks"),
+        ShuffleNetV2, "shufflenetv2", "ShuffleNet V2 1x (Ma et al., ShuffleNet V2, ECCV 2018)",
+        options=("widths", "blocks"),
     )
-    table["ResNet50"] = _Entry(ResNetCifarStem, "resnet_imagenet", f"Bottleneck ResNet-50 with a 3x3 CIFAR stem ({he})", ("blocks",))
+    table["ResNet50"] = _Entry(
+        ResNetCifarStem, "resnet_imagenet", f"Bottleneck ResNet-50 with a 3x3 CIFAR stem ({he})",
+        options=("blocks",),
+    )
     fmnist = "Fashion-MNIST (Xiao et al., 2017)"
-    table["cnn_wide"] = _Entry(
-        p(SmallCNN, (64, 128, 256)), "small_cnn", f"3-block BN CNN, 64/128/256 channels: teacher for {fmnist}", (), (1, 28, 28),
-    )
-    table["cnn_small"] = _Entry(
-        p(SmallCNN, (8, 16, 32)), "small_cnn", f"3-block BN CNN, 8/16/32 channels: student for {fmnist}", (), (1, 28, 28),
-    )
+    for name, widths, role in (("cnn_wide", (64, 128, 256), "teacher"), ("cnn_small", (8, 16, 32), "student")):
+        table[name] = _Entry(
+            p(SmallCNN, widths), "small_cnn",
+            f"3-block BN CNN, {'/'.join(map(str, widths))} channels: {role} for {fmnist}",
+            input_size=(1, 28, 28),
+        )
     return table
 
 

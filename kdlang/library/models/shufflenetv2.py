@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ChannelShuffle, GlobalAvgPool, conv1x1, conv3x3, conv_bn_relu, init_weights
+from .common import ChannelShuffle, GlobalAvgPool, conv3x3, conv_bn_relu, init_weights
 
 
 def _dw_bn(channels: int, stride: int) -> nn.Sequential:

@@ -16,7 +16,7 @@ import copy
 import difflib
 import itertools
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -285,9 +285,6 @@ class TapRecorder:
         if path not in values:
             raise TapError(f"tap `{path}` was not captured in the last forward", _suggest(path, values))
         return values[path]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.paths)
 
     def clear(self) -> None:
         """Drop references to captured tensors (frees their memory and graphs)."""
