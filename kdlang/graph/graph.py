@@ -58,7 +58,16 @@ class RecipeGraph:
         return [k for k in self._ordered_stage_refs(stage) if self.kind(k) == "loss"]
 
     def stage_excites(self, stage: str) -> list[str]:
-        return [k for k in self._ordered_stage_refs(stage) if self.kind(k) == "excite"]
+        """Every excitation the stage computes: its own, and those its losses read, in data-flow order."""
+        flow = self.flow()
+        wanted = {k for k in self._ordered_stage_refs(stage) if self.kind(k) == "excite"}
+        for loss in self.stage_losses(stage):
+            wanted |= {k for k in nx.ancestors(flow, loss) if self.kind(k) == "excite"}
+        try:
+            order = list(nx.lexicographical_topological_sort(flow.subgraph(wanted)))
+        except nx.NetworkXUnfeasible:  # a cycle, reported by the cycles pass
+            order = sorted(wanted)
+        return order
 
     def _ordered_stage_refs(self, stage: str) -> list[str]:
         from kdlang.syntax import ast

@@ -85,6 +85,7 @@ def schedules(graph: RecipeGraph):
                 continue
             node = graph.decl(key).node
             _check_expr(node.value, graph, stage, epochs, problems, weight=False)
+        problems += _lr_milestones(graph.decl(stage).node, epochs)
     for decl in graph.symbols.of_kind("granularity"):
         for level in decl.node.levels:
             for kwarg in level.kwargs:
@@ -92,11 +93,28 @@ def schedules(graph: RecipeGraph):
     return problems
 
 
+def _lr_milestones(stage: ast.Stage, epochs: int) -> list:
+    """`lr multistep([...])` milestones after the stage's last epoch never take effect."""
+    calls = [item.call for item in stage.of(ast.Lr)[:1] if item.call.name == "multistep" and item.call.args]
+    items = [m for call in calls if isinstance(call.args[0], ast.ListExpr) for m in call.args[0].items]
+    problems = []
+    for item in items:
+        epoch = _constant(item)
+        if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and not 0 <= epoch <= epochs:
+            problems.append(warning(f"the lr milestone {_num(epoch)} is outside the epochs 0..{epochs} of stage "
+                                    f"`{stage.name.text}`: it never takes effect", item.span,
+                                    hint=f"use milestones inside 0..{epochs}"))
+    return problems
+
+
 def _check_expr(node, graph, stage, epochs, problems, weight):
     if isinstance(node, ast.BinOp) and node.op in "*/":
         for side, other in ((node.left, node.right), (node.right, node.left)):
             if _is_scalar(side, graph) and not _is_scalar(other, graph):
-                _check_weight(side, graph, stage, epochs, problems)
+                if node.op == "/" and side is node.right:  # `loss / d` weighs the loss by 1/d
+                    _check_scalar_range(side, graph, stage, epochs, problems, positive=True, what="divisor")
+                else:
+                    _check_weight(side, graph, stage, epochs, problems)
     if isinstance(node, ast.Call) and node.name in catalog.loss_names():
         for kwarg in node.kwargs:
             if kwarg.name.text == "T":
@@ -178,7 +196,8 @@ def _range_problems(schedule, stage, epochs, positive, what) -> list[tuple[str, 
         found.append((f"the {what} is not finite {where}", "look for a division by zero or a huge number"))
     elif positive and low <= 0:
         found.append((f"the {what} {reaches} {_num(low)} {where}; it must stay above 0",
-                      "logits are divided by the temperature: use e.g. `T=4`"))
+                      {"temperature": "logits are divided by the temperature: use e.g. `T=4`"}.get(
+                          what, "a loss divided by it would be infinite or negative")))
     elif not positive and low < 0:
         found.append((f"the {what} {reaches} {_num(low)} {where}; loss weights must be non-negative",
                       "a weight of 0 switches a loss off"))
@@ -242,7 +261,8 @@ def stages(graph: RecipeGraph):
         epochs = graph.stage_epochs(stage)
         epochs_arg = next((k for k in node.kwargs if k.name.text == "epochs"), None)
         if epochs_arg is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
-            problems.append(error("`epochs=` must be a positive whole number", epochs_arg.value.span))
+            problems.append(error("`epochs=` must be a positive whole number", epochs_arg.value.span,
+                                  hint="e.g. `epochs=10`"))
         trained = set(graph.trained_in(stage))
         problems += _missing_data(graph, stage)
         if not node.of(ast.Train):
@@ -252,7 +272,7 @@ def stages(graph: RecipeGraph):
             problems.append(error(f"{what} has no optimizer", node.name.span,
                                   hint="add e.g. `optimizer sgd(lr=0.05, momentum=0.9, weight_decay=5e-4)`"))
         losses = graph.stage_losses(stage)
-        if not losses and node.of(ast.Train):
+        if not (node.of(ast.Loss) or node.of(ast.Losses)) and node.of(ast.Train):
             problems.append(error(f"{what} has no loss", node.name.span,
                                   hint="add `loss ce = ce(s_logits, label)` or `losses NAME, ...`"))
         for component in sorted(trained):
@@ -353,10 +373,14 @@ def report(graph: RecipeGraph):
             problems.append(error(f"unknown split `{split.text}`", split.span, hint=did_you_mean(split.text, SPLITS)))
     if node.select is not None and node.select.text not in SELECT_POLICIES:
         problems.append(error(f"unknown selection policy `{node.select.text}`", node.select.span,
-                              hint="`select best on val` or `select last`"))
+                              hint="`select best on val`, or `select last on test` for the last epoch"))
+    if node.select is not None and node.select.text == "best" and node.select_split.text == "test":
+        problems.append(warning("selecting the best epoch on `test` tunes the recipe on its test set",
+                                node.select_split.span,
+                                hint="carve a validation split (`val=5000` in the data) and `select best on val`"))
     if node.select_split is not None and node.select_split.text == "val":
         for decl in graph.symbols.of_kind("data"):
-            if decl.key in [graph.stage_data(s) for s in graph.stages] and decl.node.source.kwarg("val") is None:
+            if decl.key in [graph.stage_data(s) for s in graph.stages] and not _has_validation(decl.node):
                 problems.append(error("the report selects on `val` but the data has no validation split",
                                       node.select_split.span, notes=[Note("data declared here", decl.node.span)],
                                       hint="add `val=5000` (images carved from the training set) to the data"))
@@ -364,8 +388,18 @@ def report(graph: RecipeGraph):
         for item in node.noise.items:
             v = _constant(item)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-                problems.append(error("noise strengths are non-negative numbers (std of Gaussian noise)", item.span))
+                problems.append(error("noise strengths are non-negative numbers (std of Gaussian noise)", item.span,
+                                      hint="e.g. `noise [0.0, 0.1, 0.2]`"))
     return problems
+
+
+def _has_validation(data: ast.Data) -> bool:
+    """`val=N` with N > 0 (or not a constant, which the runtime checks) carves a validation split."""
+    val = data.source.kwarg("val")
+    if val is None:
+        return False
+    n = _constant(val.value)
+    return not isinstance(n, (int, float)) or isinstance(n, bool) or n > 0
 
 
 def _constant(node):

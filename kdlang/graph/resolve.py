@@ -10,7 +10,7 @@ import attrs
 
 from kdlang.diagnostics import Diagnostic, Note, error
 from kdlang.graph import types as T
-from kdlang.graph.symbols import BUILTINS, Decl, Symbols
+from kdlang.graph.symbols import BUILTINS, Decl, Symbols, a_kind, kinds
 from kdlang.graph.types import ERR, Ty, merge
 from kdlang.library import catalog
 from kdlang.library.signatures import (
@@ -155,7 +155,7 @@ class Resolver:
                     if decl is None:
                         continue
                     if decl.kind not in ("model", "granularity", "branch"):
-                        self._error(f"`{name.text}` is a {decl.kind}; only models, granularities and branches train",
+                        self._error(f"`{name.text}` is {a_kind(decl.kind)}; only models, granularities and branches train",
                                     name.span, notes=[Note("declared here", decl.span)])
                         continue
                     components.add(decl.key)
@@ -181,7 +181,10 @@ class Resolver:
 
     def _lookup(self, name: ast.Name) -> Decl | None:
         decl = self.symbols.lookup(name.text, self._scope)
-        if decl is None:
+        if decl is None and name.text in BUILTINS:
+            self._error(f"`{name.text}` is the batch's {BUILTINS[name.text]}, not a declaration", name.span,
+                        hint="it can only be passed to a loss, e.g. `ce(s_logits, label)`")
+        elif decl is None:
             self._error(f"unknown name `{name.text}`", name.span,
                         hint=did_you_mean(name.text, self._visible_names(), "declared names"))
         return decl
@@ -191,7 +194,7 @@ class Resolver:
         if decl is None:
             return None
         if decl.kind != kind:
-            self._error(f"`{name.text}` is a {decl.kind}, not a {kind}", name.span,
+            self._error(f"`{name.text}` is {a_kind(decl.kind)}, not {a_kind(kind)}", name.span,
                         notes=[Note(f"`{name.text}` is declared here", decl.span)],
                         hint=self._kind_hint(name.text, decl, kind))
             return None
@@ -207,7 +210,7 @@ class Resolver:
             if taps:
                 return f"use a tap on `{name}`: " + ", ".join(f"`{t}`" for t in taps)
             return f"declare a tap on it first: `tap feat = {name}.LAYER`"
-        return did_you_mean(name, [d.name for d in self.symbols.of_kind(kind)], f"{kind}s")
+        return did_you_mean(name, [d.name for d in self.symbols.of_kind(kind)], kinds(kind))
 
     # ---- expressions --------------------------------------------------------------------
     def expr(self, node) -> Ty:
@@ -288,7 +291,7 @@ class Resolver:
         ty = self._refer(decl)
         if decl.kind in ("tap", "excite", "schedule"):
             if node.trail:
-                return self._error(f"`{head}` is a {decl.kind} and has no attributes", node.span)
+                return self._error(f"`{head}` is {a_kind(decl.kind)} and has no attributes", node.span)
             return ty if decl.kind != "tap" else Ty(T.TENSOR, ty.components)
         if decl.kind == "granularity":
             return self._granularity_trail(decl, ty, node)
@@ -297,7 +300,7 @@ class Resolver:
         hint = {"model": f"read a tensor from it with a tap: `tap x = {head}.output`",
                 "loss": "combine losses inside one `loss` declaration",
                 "stage": None, "data": None}.get(decl.kind)
-        return self._error(f"`{head}` is a {decl.kind} and cannot be used in an expression", node.head.span,
+        return self._error(f"`{head}` is {a_kind(decl.kind)} and cannot be used in an expression", node.head.span,
                            notes=[Note("declared here", decl.span)], hint=hint)
 
     def _granularity_trail(self, decl: Decl, ty: Ty, node: ast.Ref) -> Ty:
@@ -400,27 +403,31 @@ class Resolver:
         hyper_ok = True
         for kwarg in node.kwargs:
             ty, key = self.expr(kwarg.value), kwarg.name.text
-            kinds = _hyper_kinds(info.hyper[key]) if key in info.hyper else (ty.kind,)
-            if ty.kind not in (*kinds, T.ERROR):
+            accepted = _hyper_kinds(info.hyper[key]) if key in info.hyper else (ty.kind,)
+            if ty.kind not in (*accepted, T.ERROR):
                 hyper_ok = False
                 self._error(f"`{key}=` of `{node.name}` must be "
-                            + " or ".join(T.DESCRIPTIONS[k] for k in kinds) + f", not {ty.describe()}",
+                            + " or ".join(T.DESCRIPTIONS[k] for k in accepted) + f", not {ty.describe()}",
                             kwarg.value.span)
-        tensors, extras = [], []
+        tensors, extras, diagnosed = [], [], False
         for arg in node.args:
             if isinstance(arg, ast.Comprehension):
                 self._error("a `for` only goes inside `sum(...)` or `mean(...)`", arg.span)
+                diagnosed = True
                 continue
             ty = self.expr(arg)
             if ty.kind in (T.LABELS, T.INDEX):
                 extras.append((arg, ty))
-            elif ty.kind == T.LIST and info.multi:
+            elif ty.kind == T.TENSOR or (ty.kind == T.LIST and info.multi):
                 tensors.append((arg, ty))
-            elif ty.kind in (T.TENSOR, T.ERROR):
-                tensors.append((arg, ty))
+            elif ty.kind == T.ERROR:
+                diagnosed = True
             else:
+                diagnosed = True
                 self._error(f"`{node.name}` reads tensors; this is {ty.describe()}", arg.span,
-                            hint="pass taps, granularity outputs or excitations")
+                            hint=_tensor_hint(ty))
+        if diagnosed:  # a bad argument was reported: counting the arguments would only repeat it
+            return ERR
         wanted = 1 if info.unary else 2
         if len(tensors) != wanted:
             shape = "(x, label)" if info.unary else "(student, teacher)"
@@ -538,6 +545,12 @@ class Resolver:
             if ty.kind not in (T.TENSOR, T.ERROR):
                 self._error(f"`{node.name}` mixes tensors (teacher heads), not {ty.describe()}", head_node.span)
         return merge(T.TENSOR, *heads)
+
+
+def _tensor_hint(ty: Ty) -> str:
+    if ty.kind == T.LEVEL:
+        return "pick one of the level's outputs: `.logits` or `.code`"
+    return "pass taps, granularity outputs or excitations"
 
 
 def _hyper_kinds(default) -> tuple[str, ...]:

@@ -25,6 +25,24 @@ KINDS = {
 BUILTINS = {"label": "labels", "index": "index"}
 DEFAULT_DATA = "data"
 
+# How messages name each kind of declaration: (with an article, plural); the rest are regular.
+_KIND_WORDS = {
+    "data": ("a data set", "data sets"),
+    "excite": ("an excitation", "excitations"),
+    "granularity": ("a granularity", "granularities"),
+    "branch": ("a branch", "branches"),
+}
+
+
+def a_kind(kind: str) -> str:
+    """`a model`, `a data set`, `an excitation`."""
+    return _KIND_WORDS.get(kind, (f"a {kind}",))[0]
+
+
+def kinds(kind: str) -> str:
+    """`models`, `data sets`, `granularities`."""
+    return _KIND_WORDS.get(kind, (None, f"{kind}s"))[1]
+
 
 @attrs.frozen
 class Decl:
@@ -72,7 +90,7 @@ def declare(statements) -> tuple[Symbols, list[Diagnostic]]:
             return
         if clash is not None:
             problems.append(
-                error(f"`{decl.name}` is already declared (as a {clash.kind})", decl.span,
+                error(f"`{decl.name}` is already declared (as {a_kind(clash.kind)})", decl.span,
                       notes=[Note("first declared here", clash.span)], hint="names must be unique")
             )
             return
@@ -99,13 +117,15 @@ def declare(statements) -> tuple[Symbols, list[Diagnostic]]:
         other = symbols.decls.get(local.name) if local.scope else None
         if other is not None and other.kind != "stage":
             problems.append(error(
-                f"`{local.name}` in stage `{local.scope}` hides the {other.kind} declared at top level",
+                f"`{local.name}` in stage `{local.scope}` hides {a_kind(other.kind)} declared at top level",
                 local.span, notes=[Note("declared here", other.span)], hint="rename one of them"))
             del symbols.decls[key]
     for extra in symbols.reports[1:]:
         problems.append(error("a recipe has one `report`", extra.span,
-                              notes=[Note("the first report is here", symbols.reports[0].span)]))
+                              notes=[Note("the first report is here", symbols.reports[0].span)],
+                              hint="merge them: `report top1, top5 on test, select best on val`"))
     for extra in symbols.runtimes[1:]:
         problems.append(error("a recipe has one `runtime`", extra.span,
-                              notes=[Note("the first runtime is here", symbols.runtimes[0].span)]))
+                              notes=[Note("the first runtime is here", symbols.runtimes[0].span)],
+                              hint="merge their arguments into one `runtime(...)`"))
     return symbols, problems

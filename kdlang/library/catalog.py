@@ -11,6 +11,7 @@ import inspect
 
 from kdlang.diagnostics import error
 from kdlang.library.signatures import (
+    KEYWORD_EXAMPLES,
     LR_SCHEDULES,
     OPTIMIZERS,
     STAGE_ARGS,
@@ -62,7 +63,7 @@ def check_kwargs(kwargs, signature: Signature, what: str, span, problems) -> boo
     for kwarg in kwargs:
         key = kwarg.name.text
         if key in seen:
-            problems.append(error(f"`{key}=` is given twice to {what}", kwarg.name.span))
+            problems.append(error(f"`{key}=` is given twice to {what}", kwarg.name.span, hint="keep one of them"))
             ok = False
         seen.add(key)
         if key not in signature.keywords:
@@ -71,9 +72,16 @@ def check_kwargs(kwargs, signature: Signature, what: str, span, problems) -> boo
             ok = False
     for key in signature.required_keywords:
         if key not in seen:
-            problems.append(error(f"{what} needs `{key}=`", span, hint=signature.doc or None))
+            problems.append(error(f"{what} needs `{key}=`", span, hint=_required_hint(signature, key)))
             ok = False
     return ok
+
+
+def _required_hint(signature: Signature, key: str) -> str | None:
+    example = KEYWORD_EXAMPLES.get((signature.name, key), KEYWORD_EXAMPLES.get(key))
+    if example is None:
+        return signature.doc or None
+    return f"e.g. `{key}={example}`" + (f" ({signature.doc})" if signature.doc else "")
 
 
 def _check_positional(call: ast.Call, signature: Signature, what: str, problems) -> None:
@@ -133,7 +141,9 @@ def check_augmentations(value, problems) -> None:
         try:
             signature.bind(*item.args, **{k.name.text: None for k in item.kwargs if k.name.text in params})
         except TypeError as exc:
-            problems.append(error(f"`{item.name}{signature}`: {exc}", item.span))
+            shown = signature.replace(return_annotation=inspect.Signature.empty)
+            problems.append(error(f"bad arguments for augmentation `{item.name}`: {exc}", item.span,
+                                  hint=f"it is called as `{item.name}{shown}`"))
 
 
 def check_model(call: ast.Call, problems) -> None:
@@ -186,7 +196,8 @@ def check_stage(stage: ast.Stage, problems) -> None:
     for kind, table, label in ((ast.Optimizer, OPTIMIZERS, "optimizer"), (ast.Lr, LR_SCHEDULES, "lr schedule")):
         items = stage.of(kind)
         for extra in items[1:]:
-            problems.append(error(f"{what} has more than one {label}", extra.span))
+            problems.append(error(f"{what} has more than one {label}", extra.span,
+                                  hint=f"keep one; a later phase with another {label} is another stage"))
         for item in items[:1]:
             signature = _lookup(item.call.name, table, label, item.call.func.span, problems)
             if signature:

@@ -109,6 +109,13 @@ SCHEDULE_KEYWORD_KINDS = {
     "warmup": {"epochs": "number", "start": "number"},
 }
 
+# Example values for required keywords, shown by "needs `key=`" diagnostics; (function, key) first.
+KEYWORD_EXAMPLES = {
+    ("linear", "epochs"): "0..10", ("cosine", "epochs"): "0..10", ("warmup", "epochs"): "5",
+    "epochs": "10", "lr": "0.1", "code": "64", "hidden": "256", "at": "[30, 60]", "gamma": "0.1",
+    "weights": "[1, 1]",
+}
+
 METRICS = ("top1", "top5", "loss")
 SPLITS = ("train", "val", "test")
 SELECT_POLICIES = ("best", "last")

@@ -90,11 +90,11 @@ def _plan_data(plan: Plan, problems) -> None:
 def _plan_models(plan: Plan, problems) -> None:
     from kdlang.library import models
 
-    default = plan.data.get("data") or next(iter(plan.data.values()), None)
     for decl in plan.symbols.of_kind("model"):
         call = decl.node.source
         kwargs = static_kwargs(call)
-        classes = int(kwargs.pop("classes", None) or plan.classes)
+        default = _model_data(plan, decl.name)
+        classes = int(kwargs.pop("classes", None) or (default[1].num_classes if default else plan.classes))
         prefix, _, name = call.name.partition(".")
         source = name if prefix == "zoo" else call.name
         in_channels = kwargs.pop("in_channels", None)
@@ -115,6 +115,18 @@ def _plan_models(plan: Plan, problems) -> None:
             problems.append(error(f"cannot build model `{call.name}`: {_message(exc)}", call.span))
             continue
         plan.models[decl.name] = spec
+
+
+def _model_data(plan: Plan, model: str):
+    """The data a model sees: that of the first stage that trains it or reads it, else the default."""
+    graph = plan.graph
+    for stage in graph.stages:
+        readers = graph.stage_losses(stage) + graph.stage_excites(stage)
+        if model in graph.trained_in(stage) or any(model in graph.components(k) for k in readers):
+            found = plan.data.get(graph.stage_data(stage))
+            if found is not None:
+                return found
+    return plan.data.get("data") or next(iter(plan.data.values()), None)
 
 
 def _plan_taps(plan: Plan, problems) -> None:

@@ -129,8 +129,10 @@ class Expander:
             first, attr = node.trail[0], node.trail[-1].text
             if isinstance(first, ast.Name):
                 level = first.text
-            else:
+            elif first.head.text in env:  # `smg[l]` with `l` a loop variable
                 level = env[first.head.text]["name"]
+            else:  # `smg[mg.fine]`: the level of that name
+                level = first.trail[0].text
             return TTensor(f"{head}.{level}.{attr}", node.span)
         raise ValueError(f"`{head}` is not a tensor")
 

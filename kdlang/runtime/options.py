@@ -64,5 +64,7 @@ class RuntimeOptions:
             print("kdlang: warning: bf16 autocast on the CPU; it was measured to lose accuracy badly on "
                   "BatchNorm models with conv biases. Compare with an fp32 run before trusting it.",
                   file=sys.stderr)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"runtime(seed=...) must be a whole number, not {self.seed!r}")
         if self.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)

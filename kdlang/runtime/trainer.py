@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from kdlang.runtime import checkpoints, distributed, progress
+from kdlang.syntax import ast
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.options import RuntimeOptions
@@ -68,28 +69,32 @@ class Trainer:
             module = module.to(memory_format=torch.channels_last)
         scaler = self.options.scaler(str(self.device))
         runner = distributed.wrap(module, self.world, self.device)
-        epochs = self.recipe.graph.stage_epochs(stage)
-        steps = 2 if self.smoke else len(data.train)
+        epochs = 1 if self.smoke else self.recipe.graph.stage_epochs(stage)  # smoke: two batches a stage
+        steps = min(2, len(data.train)) if self.smoke else len(data.train)
         params = module.trainable_parameters()
         optimizer = build_optimizer(self.recipe.graph.decl(stage).node, params)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, build_lr_lambda(self.recipe.graph.decl(stage).node, epochs, steps))
         best = {"score": -math.inf, "epoch": None, "metrics": {}}
+        stage_node = self.recipe.graph.decl(stage).node
+        clip = next((float(k.value.value) for k in stage_node.kwargs
+                     if k.name.text == "grad_clip" and isinstance(k.value, ast.Num)), None)
         start_epoch = 0
+        last_metrics = {}
         if resume_state is not None:
             optimizer.load_state_dict(resume_state["optimizer"])
             scheduler.load_state_dict(resume_state["scheduler"])
             _restore_losses(module, resume_state["losses"])
             best = resume_state["best"]
+            last_metrics = resume_state.get("metrics", {})
             start_epoch = resume_state["epoch"] + 1
             torch.set_rng_state(resume_state["rng"])
         self.log(f"stage {stage}: {epochs} epoch(s), trains {', '.join(sorted(module.trained))}, "
                  f"losses {', '.join(module.loss_names.values())}")
-        last_metrics = {}
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
             train_losses = self._train_epoch(module, runner, optimizer, scheduler, scaler, data, stage, epoch,
-                                             epochs, steps)
+                                             epochs, steps, clip)
             evaluated = self._evaluate(module, data)
             last_metrics = {**{f"train/{k}": v for k, v in train_losses.items()}, **evaluated}
             if self.world.main:
@@ -104,6 +109,7 @@ class Trainer:
                 "stage": stage, "epoch": epoch, "results": self.results,
                 "components": self._component_states(None), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "losses": _loss_states(module), "best": best,
+                "metrics": last_metrics,
                 "rng": torch.get_rng_state(),
             })
         distributed.barrier(self.world)
@@ -134,7 +140,8 @@ class Trainer:
         inputs = inputs.to(self.device, non_blocking=True)
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last and inputs.dim() == 4 else inputs
 
-    def _train_epoch(self, module, runner, optimizer, scheduler, scaler, data, stage, epoch, epochs, steps) -> dict:
+    def _train_epoch(self, module, runner, optimizer, scheduler, scaler, data, stage, epoch, epochs, steps,
+                     clip=None) -> dict:
         module.train()
         data.set_epoch(epoch)
         sums: dict = {}
@@ -155,6 +162,9 @@ class Trainer:
                                     f"step {step + 1}; the last good checkpoint is {self.out / 'last.pt'}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
+            if clip is not None:  # the stage's grad_clip: max L2 norm over everything it trains
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(module.trainable_parameters(), clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()

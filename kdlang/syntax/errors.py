@@ -94,14 +94,6 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
     if token is not None and _starts_line(token, text) and _cannot_be_inside(opener, token):
         return _unclosed_before(opener, token, span)
 
-    label = _match_example(exc) or _label_from_expected(exc, token)
-    if label == "missing '=' in a declaration":
-        return SyntaxProblem(f"expected '=' before {_describe(token)}", span, hint="a declaration reads `kind NAME = value`")
-    if label is not None and label.startswith("missing ','"):
-        return SyntaxProblem(f"{label}: unexpected {_describe(token)}", span, hint="separate them with ','")
-    if label is not None and label.startswith("a tap"):
-        return SyntaxProblem(label, span, hint="write `tap NAME = MODEL.LAYER`, or MODEL.output for the logits")
-
     expected = set(getattr(exc, "expected", ()) or ())
     word = str(token) if token is not None else ""
     if word == "kdlang":
@@ -110,6 +102,14 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
         return SyntaxProblem(
             f"`{word}` is only allowed inside a stage", span, hint="put it in a `stage NAME(epochs=N) { ... }` block"
         )
+    label = _match_example(exc) or _label_from_expected(exc, token)
+    if label == "missing '=' in a declaration":
+        return SyntaxProblem(f"expected '=' before {_describe(token)}", span, hint="a declaration reads `kind NAME = value`")
+    if label is not None and label.startswith("missing ','"):
+        return SyntaxProblem(f"{label}: unexpected {_describe(token)}", span, hint="separate them with ','")
+    if label is not None and label.startswith("a tap"):
+        return SyntaxProblem(label, span, hint="write `tap NAME = MODEL.LAYER`, or MODEL.output for the logits")
+
     swallowed = _keyword_after_trailing_comma(text, token, file)
     if swallowed is not None:
         keyword, comma = swallowed
@@ -159,14 +159,14 @@ def _match_example(exc: UnexpectedInput) -> str | None:
 @functools.cache
 def _example_failures() -> tuple:
     """(label, parser state, accepted terminals, token type) for where each labelled example fails."""
-    from kdlang.syntax.parser import _lark  # the same parser, so parser states compare equal
+    from kdlang.syntax.parser import raw_parse  # the same parser, so parser states compare equal
 
     failures = []
     for label, examples in _EXAMPLES.items():
         for prefix in _EXAMPLE_PREFIXES:
             for example in examples:
                 try:
-                    _lark().parse(prefix + example)
+                    raw_parse(prefix + example)
                 except UnexpectedToken as failure:
                     failures.append((label, failure.state, frozenset(failure.accepts or ()), failure.token.type))
                 except UnexpectedInput:  # an example that fails in the lexer teaches nothing here

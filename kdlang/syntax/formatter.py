@@ -114,25 +114,8 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def quote(value: str) -> str:
-    """A string literal that reads back as `value`.
-
-    Plain text is printed as is. Once an escape is needed, every non-ASCII character is escaped too:
-    the parser decodes an escaped literal with `unicode_escape`, which reads raw non-ASCII wrongly.
-    """
-    if not any(ch in _ESCAPES or not ch.isprintable() for ch in value):
-        return f'"{value}"'
-    return '"' + "".join(_escape(ch) for ch in value) + '"'
-
-
-def _escape(ch: str) -> str:
-    if ch in _ESCAPES:
-        return _ESCAPES[ch]
-    if " " <= ch <= "~":
-        return ch
-    code = ord(ch)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    """A string literal that reads back as `value` (the parser's escapes: \\" \\\\ \\n \\t)."""
+    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
 
 
 # ---- statements ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from importlib import resources
 from pathlib import Path
@@ -21,18 +22,40 @@ def grammar_text() -> str:
 
 
 _COMMENTS: list = []  # filled by the lexer callback during one parse
+_TEXT = [""]  # the text being parsed, for the keyword check
 _LOCK = threading.Lock()
+KEYWORDS = (
+    "kdlang recipe use data model from stage frozen tap granularity on mirrors level branch schedule "
+    "excite loss train optimizer lr losses report select noise runtime true false none for in"
+).split()
+
+
+class _GluedKeyword(Exception):
+    """A keyword immediately followed by name characters (`modelteacher`): not a keyword at all."""
+
+    def __init__(self, token):
+        self.token = token
+
+
+def _keyword_check(token):
+    end = token.end_pos
+    text = _TEXT[0]
+    if end < len(text) and (text[end].isalnum() or text[end] == "_"):
+        raise _GluedKeyword(token)
+    return token
 
 
 @functools.cache
 def _lark() -> lark.Lark:
+    callbacks = {"COMMENT": _COMMENTS.append}
+    callbacks.update({word.upper(): _keyword_check for word in KEYWORDS})
     return lark.Lark(
         grammar_text(),
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
         maybe_placeholders=False,
-        lexer_callbacks={"COMMENT": _COMMENTS.append},
+        lexer_callbacks=callbacks,
     )
 
 
@@ -42,13 +65,17 @@ def parse(text: str, file: str = "<string>") -> ast.Recipe:
 
     with _LOCK:
         _COMMENTS.clear()
+        _TEXT[0] = text
         try:
             tree = _lark().parse(text)
         except lark.exceptions.UnexpectedInput as exc:
             raise explain(exc, text, file) from None
+        except _GluedKeyword as glued:
+            raise _glued(glued.token, text, file) from None
         finally:
             comments = list(_COMMENTS)
             _COMMENTS.clear()
+            _TEXT[0] = ""
     try:
         built = _Builder(file).transform(tree)
     except lark.exceptions.VisitError as exc:
@@ -62,6 +89,35 @@ def parse(text: str, file: str = "<string>") -> ast.Recipe:
         comments=tuple(ast.Comment(c.value.rstrip(), span=_token_span(file, c)) for c in comments),
         span=built.span,
     )
+
+
+def raw_parse(text: str):
+    """lark's tree for `text` with this module's parser (for the error-example matcher)."""
+    saved = _TEXT[0]
+    _TEXT[0] = text
+    try:
+        return _lark().parse(text)
+    except _GluedKeyword as glued:  # not a parser state worth learning from
+        raise lark.exceptions.UnexpectedCharacters(text, glued.token.end_pos, glued.token.line,
+                                                   glued.token.end_column) from None
+    finally:
+        _TEXT[0] = saved
+
+
+def _glued(token, text: str, file: str):
+    from kdlang.syntax.errors import SyntaxProblem
+
+    from kdlang.syntax.errors import STAGE_KEYWORDS
+
+    word = re.match(r"[A-Za-z0-9_]+", text[token.start_pos:]).group(0)
+    span = Span(file, token.line, token.column, token.line, token.column + len(word))
+    if word in STAGE_KEYWORDS:
+        return SyntaxProblem(f"`{word}` is only allowed inside a stage", span,
+                             hint="put it in a `stage NAME(epochs=N) { ... }` block")
+    if word in KEYWORDS:
+        return SyntaxProblem(f"`{word}` cannot start here", span)
+    return SyntaxProblem(f"unknown keyword `{word}`", span,
+                         hint=f"did you mean `{token.value} {word[len(token.value):]}`?")
 
 
 def parse_file(path: str | Path) -> ast.Recipe:
@@ -198,6 +254,13 @@ class _Builder(Transformer):
         return ast.Losses(tuple(children), span=self._span(meta))
 
     def report(self, meta, children):
+        for kind, what in ((_Select, "select"), (ast.ListExpr, "noise")):
+            repeated = [c for c in children if isinstance(c, kind)][1:]
+            if repeated:
+                from kdlang.syntax.errors import SyntaxProblem
+
+                span = repeated[0].span if kind is ast.ListExpr else repeated[0].policy.span
+                raise SyntaxProblem(f"`{what}` is given twice in the report", span, hint="keep one")
         names = [c for c in children if isinstance(c, ast.Name)]
         select = next((c for c in children if isinstance(c, _Select)), None)
         noise = next((c for c in children if isinstance(c, ast.ListExpr)), None)
@@ -319,6 +382,10 @@ def _positional_stage_args(node, what="stage"):
     )
 
 
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
 def _unquote(token) -> str:
-    body = str(token)[1:-1]
-    return body.encode("utf-8").decode("unicode_escape") if "\\" in body else body
+    """The string's value: \\" \\\\ \\n \\t are escapes; any other backslash is kept as written
+    (so Windows paths read naturally)."""
+    return re.sub(r'\\(.)', lambda m: _ESCAPES.get(m.group(1), m.group(0)), str(token)[1:-1])

@@ -1,0 +1,235 @@
+"""Tap listing, resolution and recording."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from kdlang.library.models import TapError, TapRecorder, build, format_taps, list_taps, resolve
+
+CIFAR = (3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def resnet8_taps():
+    return list_taps(build("resnet8"), CIFAR)
+
+
+def make_resnet8(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build("resnet8", num_classes=10)
+
+
+def test_list_taps_names_shapes_and_order(resnet8_taps):
+    by_name = {t.name: t for t in resnet8_taps}
+    assert by_name["stem"].shape == (16, 32, 32)
+    assert by_name["layer1"].shape == (16, 32, 32)
+    assert by_name["layer2"].shape == (32, 16, 16)
+    assert by_name["layer3"].shape == (64, 8, 8)
+    assert by_name["layer2.0.downsample.0"].kind == "Conv2d"
+    assert by_name["pool"].shape == (64,) and by_name["pool"].kind == "GlobalAvgPool"
+    assert by_name["fc"].shape == (100,)
+    assert resnet8_taps[-1].name == "output" and resnet8_taps[-1].shape == (100,)
+    order = [t.name for t in resnet8_taps]
+    assert order.index("layer1") < order.index("layer2") < order.index("pool") < order.index("fc")
+
+
+def test_multi_call_relu_is_split_per_call(resnet8_taps):
+    by_name = {t.name: t for t in resnet8_taps}
+    assert by_name["layer1.0.relu"].calls == 2
+    assert by_name["layer1.0.relu#1"].calls == 1 and by_name["layer1.0.relu#2"].calls == 1
+    assert by_name["layer2.0.relu#2"].shape == (32, 16, 16)
+    assert "layer1.0.relu#3" not in by_name
+
+
+def test_list_taps_leaves_model_untouched():
+    model = make_resnet8().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    list_taps(model, CIFAR)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert next(model.parameters()).device.type == "cpu"
+    assert model.training
+
+
+def test_list_taps_falls_back_to_cpu_when_meta_cannot_run():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x):
+            if x.sum().item() >= 0:  # .item() has no meaning on meta tensors
+                x = x + 1
+            return self.lin(x)
+
+    taps = list_taps(DataDependent(), (4,))
+    assert [(t.name, t.shape) for t in taps] == [("lin", (3,)), ("output", (3,))]
+
+
+def test_resolve_ok_and_output(resnet8_taps):
+    model = build("resnet8")
+    assert resolve(model, "layer2", CIFAR).shape == (32, 16, 16)  # traces by itself
+    assert resolve(model, "layer1.0.relu#2", CIFAR, taps=resnet8_taps).calls == 1
+    assert resolve(model, "output", CIFAR, taps=resnet8_taps).shape == (100,)
+    assert resolve(model, "layer1.0.conv1#1", CIFAR, taps=resnet8_taps).shape == (16, 32, 32)
+
+
+def test_resolve_unknown_suggests(resnet8_taps):
+    model = make_resnet8()
+    with pytest.raises(TapError) as err:
+        resolve(model, "layer1.0.bn3", CIFAR, taps=resnet8_taps)
+    assert "layer1.0.bn2" in err.value.suggestions and len(err.value.suggestions) <= 3
+    with pytest.raises(TapError) as err:
+        resolve(model, "layer1.0.relu#3", CIFAR, taps=resnet8_taps)
+    assert err.value.suggestions
+
+
+def test_resolve_ambiguous_multi_call(resnet8_taps):
+    with pytest.raises(TapError) as err:
+        resolve(make_resnet8(), "layer1.0.relu", CIFAR, taps=resnet8_taps)
+    assert str(err.value) == (
+        "`layer1.0.relu` runs 2 times per forward; choose one: layer1.0.relu#1, layer1.0.relu#2"
+    )
+    assert err.value.suggestions == ["layer1.0.relu#1", "layer1.0.relu#2"]
+
+
+def test_resolve_module_that_never_runs():
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.spare = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.used(x)
+
+    with pytest.raises(TapError, match="never runs"):
+        resolve(Unused(), "spare", (4,))
+
+
+def test_format_taps_aligns_columns(resnet8_taps):
+    lines = format_taps(resnet8_taps).splitlines()
+    assert lines[0].split() == ["name", "kind", "shape", "calls"]
+    kind_col = lines[0].index("kind")
+    assert all(line[kind_col - 2 : kind_col] == "  " for line in lines)
+    assert any(line.split() == ["layer2", "Sequential", "32x16x16", "1"] for line in lines)
+    assert any(line.split() == ["layer1.0.relu", "ReLU", "16x32x32", "2"] for line in lines)
+
+
+def test_recorder_matches_manual_computation():
+    model = make_resnet8().eval()
+    x = torch.randn(2, 3, 32, 32)
+    paths = ["layer1", "layer2.0.relu#1", "layer2.0.relu#2", "pool", "output"]
+    with TapRecorder(model, paths) as rec, torch.no_grad():
+        out = model(x)
+        values = rec.values
+    with torch.no_grad():
+        l1 = model.layer1(model.stem(x))
+        block = model.layer2[0]
+        relu1 = torch.relu(block.bn1(block.conv1(l1)))
+        l2 = model.layer2(l1)
+        pooled = model.pool(model.layer3(l2))
+    torch.testing.assert_close(values["layer1"], l1)
+    torch.testing.assert_close(values["layer2.0.relu#1"], relu1)
+    torch.testing.assert_close(values["layer2.0.relu#2"], l2)
+    torch.testing.assert_close(values["pool"], pooled)
+    assert values["output"] is out
+
+
+def test_recorder_resets_counters_each_forward():
+    model = make_resnet8().eval()
+    rec = TapRecorder(model, ["layer1.0.relu#2"])
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+        x = torch.randn(2, 3, 32, 32)
+        model(x)
+        expected = model.layer1(model.stem(x))
+    torch.testing.assert_close(rec["layer1.0.relu#2"], expected)
+    rec.remove()
+
+
+def test_student_taps_receive_gradients():
+    model = make_resnet8().train()
+    with TapRecorder(model, ["layer2", "output"]) as rec:
+        model(torch.randn(2, 3, 32, 32))
+        rec.values["layer2"].pow(2).mean().backward()
+    assert model.stem[0].weight.grad.abs().sum() > 0
+    assert model.layer2[0].conv2.weight.grad is not None
+    assert model.layer3[0].conv1.weight.grad is None  # after the tap: not on the loss path
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_teacher_under_no_grad_and_inference_mode(context):
+    model = make_resnet8().eval()
+    with TapRecorder(model, ["layer3", "output"]) as rec:
+        with context():
+            out = model(torch.randn(2, 3, 32, 32))
+        values = rec.values
+    assert not values["layer3"].requires_grad and values["output"] is out
+
+
+def test_recorder_adds_no_state_and_is_removable():
+    model = make_resnet8().eval()
+    keys = list(model.state_dict())
+    rec = TapRecorder(model, ["layer1", "pool"])
+    assert list(model.state_dict()) == keys
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert set(rec.values) == {"layer1", "pool"}
+    rec.remove()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert rec.values == {}
+
+
+def test_recorder_refuses_ambiguous_and_unknown_paths():
+    model = make_resnet8().eval()
+    with pytest.raises(TapError) as err:
+        TapRecorder(model, ["layer1.0.bn3"])
+    assert "layer1.0.bn2" in err.value.suggestions
+    with TapRecorder(model, ["layer1.0.relu"]), pytest.raises(TapError, match="choose one"), torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+
+
+def test_recorder_takes_first_tensor_of_tuple_output():
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x * 2, "aux"
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair = Pair()
+
+        def forward(self, x):
+            return self.pair(x)[0] + 1
+
+    net, x = Net(), torch.randn(2, 3)
+    with TapRecorder(net, ["pair"]) as rec:
+        net(x)
+        torch.testing.assert_close(rec["pair"], x * 2)
+    assert resolve(net, "pair", (3,)).shape == (3,)
+
+
+def test_list_taps_does_not_disturb_an_attached_recorder():
+    model = make_resnet8().eval()
+    with TapRecorder(model, ["layer1"]) as rec:
+        with torch.no_grad():
+            model(torch.randn(2, 3, 32, 32))
+        captured = rec["layer1"]
+        list_taps(model, CIFAR)
+        assert rec["layer1"] is captured and captured.device.type == "cpu"
+
+
+def test_inplace_overwrite_is_detected_or_cloned():
+    net = nn.Sequential(nn.BatchNorm1d(4), nn.ReLU(inplace=True)).eval()
+    x = torch.randn(2, 4) - 5  # BN in eval is ~identity: mostly negative before the ReLU
+    with TapRecorder(net, ["0"]) as rec:
+        net(x)
+        with pytest.raises(TapError, match="clone=True"):
+            rec.values
+    with TapRecorder(net, ["0"], clone=True) as rec:
+        net(x)
+        assert (rec["0"] < 0).any()
