@@ -436,7 +436,8 @@ def report(args, imports, shipped, generated, load_before, load_after) -> str:
       f"load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end")
     w(f"- python {platform.python_version()}, torch {_version('torch')}, torchvision {_version('torchvision')}, "
       f"lark {_version('lark')}, networkx {_version('networkx')}")
-    w(f"- repeats: median of {args.repeats} (imports: {args.import_repeats} fresh interpreters); "
+    w(f"- repeats: median of {args.repeats} (shipped full checks: {args.full_repeats}; generated full checks: "
+      f"{args.shape_repeats}; imports: {args.import_repeats} fresh interpreters); "
       "times are **wall / CPU** (process time). The machine is shared: read CPU time first.\n")
 
     if imports is not None:
@@ -535,10 +536,8 @@ def _shipped_report(w, args, rows, fragments) -> None:
     w("CPU ms, **median / max** over the recipes of each directory (wall time: the next tables):\n")
     w("| directory | recipes | decls (median) | load (parse) | check, no shapes | full check |")
     w("|---|---:|---:|---:|---:|---:|")
-    for name, group in sorted(groups.items()) + [("**all**", rows)]:
-        w(f"| `{name}` | {len(group)} | {statistics.median(r[2] for r in group):g} | {cell([r[4] for r in group])} | "
-          f"{cell([r[5] for r in group])} | {cell([r[6] for r in group])} |" if name != "**all**" else
-          f"| {name} | {len(group)} | {statistics.median(r[2] for r in group):g} | {cell([r[4] for r in group])} | "
+    for name, group in [(f"`{k}`", v) for k, v in sorted(groups.items())] + [("**all**", rows)]:
+        w(f"| {name} | {len(group)} | {statistics.median(r[2] for r in group):g} | {cell([r[4] for r in group])} | "
           f"{cell([r[5] for r in group])} | {cell([r[6] for r in group])} |")
     w(f"| **all, wall** | {len(rows)} | | {cell([r[4] for r in rows], 'wall')} | {cell([r[5] for r in rows], 'wall')} | "
       f"{cell([r[6] for r in rows], 'wall')} |")

@@ -13,11 +13,12 @@ __version__ = "0.1.0"
 __all__ = ["load", "check", "__version__"]
 
 
-def load(path, *, overrides=(), allow_missing_checkpoints=False):
-    """Load, check and build a recipe; raises `kdlang.diagnostics.RecipeError` if it has errors."""
+def load(path, *, overrides=(), allow_missing_checkpoints=False, seed=None):
+    """Load, check and build a recipe (weights initialised from `seed`, else the recipe's
+    `runtime(seed=...)`, else 0); raises `kdlang.diagnostics.RecipeError` if it has errors."""
     from kdlang.lower.recipe import load as _load
 
-    return _load(path, overrides=overrides, allow_missing_checkpoints=allow_missing_checkpoints)
+    return _load(path, overrides=overrides, allow_missing_checkpoints=allow_missing_checkpoints, seed=seed)
 
 
 def check(path):

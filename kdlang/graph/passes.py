@@ -340,7 +340,8 @@ def _check_ready(graph, stage, key, component, trained_before, first_trained, pr
 def _checkpoint_stages(graph, first_trained):
     problems = []
     order = graph.stages
-    for decl in graph.symbols.of_kind("model"):
+    trainable = [d for kind in ("model", "granularity", "branch") for d in graph.symbols.of_kind(kind)]
+    for decl in trainable:
         checkpoint = decl.node.checkpoint
         if checkpoint is None or checkpoint.stage is None:
             continue
@@ -348,7 +349,7 @@ def _checkpoint_stages(graph, first_trained):
         if source not in order:
             continue  # resolve already reported it
         if decl.name not in graph.trained_in(source):
-            problems.append(error(f"model `{decl.name}` takes its weights from stage `{source}`, which does not train it",
+            problems.append(error(f"{decl.kind} `{decl.name}` takes its weights from stage `{source}`, which does not train it",
                                   checkpoint.stage.span, hint=f"add `train {decl.name}` to stage `{source}`"))
     return problems
 

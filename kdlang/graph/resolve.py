@@ -99,6 +99,7 @@ class Resolver:
     def _decl_granularity(self, node: ast.Granularity) -> Ty:
         tap = self._lookup_kind(node.tap, "tap")
         tap_ty = self._refer(tap) if tap else ERR
+        self._checkpoint_stage(node.checkpoint)
         if node.mirrors is not None:
             if node.levels:
                 self._error("a mirroring granularity takes its levels from the one it mirrors",
@@ -122,7 +123,12 @@ class Resolver:
         tap = self._lookup_kind(node.tap, "tap")
         tap_ty = self._refer(tap) if tap else ERR
         catalog.check_branch(node.source, self.problems)
+        self._checkpoint_stage(node.checkpoint)
         return Ty("branch", tap_ty.components | {node.name.text})
+
+    def _checkpoint_stage(self, checkpoint) -> None:
+        if checkpoint is not None and checkpoint.stage is not None:
+            self._lookup_kind(checkpoint.stage, "stage", record=False)
 
     def _decl_schedule(self, node: ast.Schedule) -> Ty:
         ty = self.expr(node.value)
@@ -263,6 +269,9 @@ class Resolver:
             return Ty(T.NUMBER, value=_fold(node.op, left.value, right.value))
         if left.scalar and right.scalar:
             return Ty(T.SCHEDULE)
+        if node.op == "-" and kinds == (T.LOSS, T.LOSS):
+            return self._error("cannot subtract a loss: it would be maximised", node.span,
+                               hint="losses add, with non-negative weights: `ce(s, label) + 0.5 * kd(s, t)`")
         scaled = {"*": (True, True), "/": (True, False)}.get(node.op)
         for value_kind in (T.LOSS, T.TENSOR):
             if scaled and ((left.kind == value_kind and right.scalar) or (scaled[1] and right.kind == value_kind and left.scalar)):
@@ -368,9 +377,7 @@ class Resolver:
             return self._loss_call(node)
         if name in catalog.schedule_functions():
             return self._schedule_call(node)
-        if name in ("sum", "mean") and (
-            any(isinstance(a, ast.Comprehension) for a in node.args) or name == "sum"
-        ):
+        if name == "sum" or (name == "mean" and any(_mentions_loss(a) for a in node.args)):
             return self._reduce(node)
         if name in COMBINATORS:
             return self._combine(node)
@@ -562,6 +569,19 @@ def _hyper_kinds(default) -> tuple[str, ...]:
     if isinstance(default, str):
         return (T.STRING,)
     return (T.NUMBER, T.SCHEDULE, T.BOOL, T.STRING, T.LIST, T.NONE)
+
+
+def _mentions_loss(node) -> bool:
+    """Whether an argument computes a loss (so `mean(...)` averages losses, not teacher heads)."""
+    if isinstance(node, ast.Comprehension):
+        return True
+    if isinstance(node, ast.Call):
+        return node.name in catalog.loss_names() or any(_mentions_loss(a) for a in node.args)
+    if isinstance(node, ast.BinOp):
+        return _mentions_loss(node.left) or _mentions_loss(node.right)
+    if isinstance(node, ast.Neg):
+        return _mentions_loss(node.operand)
+    return False
 
 
 def level_names(symbols: Symbols, granularity: str, _seen=None) -> list[str]:

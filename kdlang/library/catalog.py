@@ -203,6 +203,23 @@ def check_stage(stage: ast.Stage, problems) -> None:
             if signature:
                 check_kwargs(item.call.kwargs, signature, f"{label} `{item.call.name}`", item.call.func.span, problems)
                 _check_positional(item.call, signature, f"{label} `{item.call.name}`", problems)
+                _check_static(item.call, label, problems)
+
+
+def _check_static(call: ast.Call, label: str, problems) -> None:
+    """Optimizer and lr arguments are plain values: a schedule of the lr is the `lr` item's job."""
+    from kdlang.graph import evaluate
+    from kdlang.library.schedules import Schedule
+
+    for value in [*call.args, *(k.value for k in call.kwargs)]:
+        try:
+            static = evaluate.value(value)
+        except (evaluate.NotStatic, TypeError, ValueError, ZeroDivisionError, RecursionError):
+            static = Schedule(lambda t: 0.0)
+        if isinstance(static, Schedule):
+            problems.append(error(f"{label} arguments are numbers, lists or strings", value.span,
+                                  hint="schedule the learning rate with the stage's `lr` item, e.g. "
+                                  "`lr cosine(warmup=5)`"))
 
 
 def signature_of(function) -> inspect.Signature:

@@ -17,7 +17,7 @@ def run_compile(args, usage_error) -> int:
     for plugin in args.plugin:
         _import_plugin(plugin, usage_error)
     try:
-        recipe = load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke)
+        recipe = load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
     except RecipeError as exc:
         for d in exc.diagnostics:
             print(d.format(exc.sources), file=sys.stderr)
@@ -38,7 +38,7 @@ def run_compile(args, usage_error) -> int:
 
     device = args.device  # None: the recipe's runtime(device=...), else CUDA when present
     out = Path(args.resume or args.out or f"runs/{Path(args.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return execute(recipe, out, device=device, seed=args.seed, smoke=args.smoke,
+    return execute(recipe, out, device=device, seed=recipe.seed, smoke=args.smoke,
                    resume=bool(args.resume), overrides=args.set)
 
 

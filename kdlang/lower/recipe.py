@@ -17,18 +17,21 @@ from kdlang.library import branches as branch_lib
 from kdlang.lower import terms as T
 from kdlang.lower.module import StageModule
 from kdlang.lower.plan import make_plan, static_kwargs
+from kdlang.syntax import ast
 
 OUTPUT = "output"
 
 
 class Recipe:
-    def __init__(self, checked, *, allow_missing_checkpoints: bool = False):
+    def __init__(self, checked, *, allow_missing_checkpoints: bool = False, seed: int | None = None):
         if not checked.ok:
             raise RecipeError(checked.errors or checked.diagnostics, checked.sources)
         self.checked = checked
         self.graph = checked.graph
         self.symbols = self.graph.symbols
         self.path = Path(checked.program.root.file)
+        self.seed = _runtime_seed(self.symbols) if seed is None else int(seed)
+        torch.manual_seed(self.seed)  # weights are initialised here: the seed decides them
         self.plan, problems = make_plan(self.graph, build_losses=False)
         if problems:
             raise RecipeError(problems, checked.sources)
@@ -202,6 +205,14 @@ class Recipe:
             raise RecipeError(problems, self.checked.sources)
 
 
+def _runtime_seed(symbols) -> int:
+    for node in symbols.runtimes:
+        for kwarg in node.kwargs:
+            if kwarg.name.text == "seed" and isinstance(kwarg.value, ast.Num):
+                return int(kwarg.value.value)
+    return 0
+
+
 def load_state(path: Path) -> dict:
     """A state_dict from a plain state_dict file or a kdlang export, loaded with weights_only=True."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -212,11 +223,11 @@ def load_state(path: Path) -> dict:
     return payload
 
 
-def load(path, *, overrides=(), allow_missing_checkpoints: bool = False) -> Recipe:
+def load(path, *, overrides=(), allow_missing_checkpoints: bool = False, seed: int | None = None) -> Recipe:
     """Load, check and build a recipe; raises `RecipeError` (with diagnostics) if it has errors."""
     from kdlang.check import check_path
     from kdlang.lower.overrides import apply_overrides
 
     texts = apply_overrides(Path(path), overrides) if overrides else None
     checked = check_path(path, texts=texts)
-    return Recipe(checked, allow_missing_checkpoints=allow_missing_checkpoints)
+    return Recipe(checked, allow_missing_checkpoints=allow_missing_checkpoints, seed=seed)

@@ -34,7 +34,7 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
 
 
 def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides) -> int:
-    seed = recipe_seed(recipe) if seed is None else seed
+    seed = recipe.seed if seed is None else seed
     torch.manual_seed(seed)
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -54,12 +54,6 @@ def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides
     print(table)
     print(f"run written to {out}")
     return 0
-
-
-def recipe_seed(recipe) -> int:
-    from kdlang.runtime.options import RuntimeOptions
-
-    return int(RuntimeOptions.from_recipe(recipe).seed)
 
 
 def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:
