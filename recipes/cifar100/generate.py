@@ -52,6 +52,7 @@ REPD = {
     "crd": "75.48 74.14 71.16 71.46 73.48 75.51 73.94",
 }
 DKD = "76.23 74.81 71.97 - 74.11 76.32 74.68"  # mdistiller README (best epoch, mean of 5 runs)
+DKD_BETA = [6, 6, 2, 2, 2, 8, 6]  # mdistiller's per-pair configs (its README has no r110->r20 run)
 SEED = {  # MAG / MAS rows of the seed README
     "kd": ("75.09 74.10 71.43 71.53 73.55 73.82 73.63", "75.35 74.42 71.08 71.03 73.54 74.20 74.18"),
     "fitnet": ("75.30 73.99 70.29 70.31 72.73 74.88 73.06", "75.17 74.43 71.08 70.69 73.18 75.76 73.59"),
@@ -94,7 +95,7 @@ DISTILL = """stage distill(epochs=240) {{
 """
 INIT = """stage init(epochs=30) {{  # RepDistiller's init phase for {method}
   train {train}
-  optimizer sgd(lr=0.05, momentum=0.9, weight_decay=5e-4)
+  optimizer sgd(lr={lr}, momentum=0.9, weight_decay=5e-4)
   losses {losses}
 }}
 
@@ -196,9 +197,17 @@ def student_recipe(teacher: str, student: str, method: str, variant: str) -> str
     text = "\n".join(lines) + "\n"
     if "init" in spec:
         what, init_losses = spec["init"]
-        text += INIT.format(method=label, train=what, losses=", ".join(init_losses))
-    text += DISTILL.format(train=", ".join(train), losses=", ".join(losses)) + "\n" + REPORT
-    return text
+        lr = 0.01 if method == "ft" else 0.05  # RepDistiller trains the paraphraser at 0.01
+        text += INIT.format(method=label, train=what, losses=", ".join(init_losses), lr=lr)
+    if method == "dkd":  # beta is per pair in mdistiller: the recipe declares its own dkd term
+        beta = DKD_BETA[index]
+        losses = ["dkd_pair" if name == "dkd" else name for name in losses]
+        text = text.replace('use "../fragments/methods/dkd.kd"\n', 'use "../fragments/methods/dkd.kd"\n'
+                            f"# DKD beta={beta} for this pair (mdistiller's config); the fragment's default is 8.\n")
+    text += DISTILL.format(train=", ".join(train), losses=", ".join(losses)) + "\n"
+    if method == "dkd":
+        text += f"loss dkd_pair = warmup(epochs=20) * dkd(s_logits, t_logits, alpha=1, beta={beta}, T=4)\n\n"
+    return text + REPORT
 
 
 def files() -> dict[Path, str]:
