@@ -82,7 +82,8 @@ STAGE_ARGS = S("stage", (), {"epochs": R, "data": "data", "batch": None, "grad_c
 RUNTIME_ARGS = S(
     "runtime",
     (),
-    {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False},
+    {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False,
+     "cache_teacher": "auto"},
     "how the run executes",
 )
 

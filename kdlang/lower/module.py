@@ -76,10 +76,54 @@ class StageModule(nn.Module):
             self.components[module_key(name)].requires_grad_(name in self.trained)
 
     # ---- forward ------------------------------------------------------------------------
-    def tensors(self, inputs: torch.Tensor, keys=None) -> dict:
-        """Compute tap, branch and granularity tensors (all, or those feeding `keys`)."""
-        values = {}
+    # ---- teacher cache ------------------------------------------------------------------
+    def enable_cache(self, num_data: int) -> bool:
+        """Remember what the frozen side computes per training sample, so later epochs skip it.
+
+        Only valid when a sample's input is the same every epoch (no training augmentation): the
+        trainer decides that. Returns whether there is anything to cache.
+        """
+        consumed = set()
+        for term in self.terms.values():
+            consumed.update(T.tensor_keys(term))
+        consumed = self._recipe.required_keys(consumed)
+        keys = sorted(k for c in self.frozen_side for k in self._recipe.produces(c) if k in consumed)
+        if not keys:
+            return False
+        self._cache = {"keys": keys, "size": num_data, "store": {}, "filled": None}
+        return True
+
+    def _cached(self, index):
+        cache = getattr(self, "_cache", None)
+        if cache is None or index is None or not self.training or cache["filled"] is None:
+            return None
+        if not bool(cache["filled"][index].all()):
+            return None
+        return {key: cache["store"][key][index] for key in cache["keys"]}
+
+    def _remember(self, index, values) -> None:
+        cache = getattr(self, "_cache", None)
+        if cache is None or index is None or not self.training:
+            return
+        if cache["filled"] is None:
+            device = index.device
+            cache["filled"] = torch.zeros(cache["size"], dtype=torch.bool, device=device)
+            for key in cache["keys"]:
+                value = values[key]
+                cache["store"][key] = torch.empty((cache["size"], *value.shape[1:]), dtype=value.dtype,
+                                                  device=value.device)
+        for key in cache["keys"]:
+            cache["store"][key][index] = values[key].detach()
+        cache["filled"][index] = True
+
+    def tensors(self, inputs: torch.Tensor, keys=None, index=None) -> dict:
+        """Compute tap, branch and granularity tensors (all, or those feeding `keys`); with a
+        training batch's sample `index` and the cache on, the frozen side comes from the cache."""
+        cached = self._cached(index) if keys is None else None
+        values = dict(cached) if cached is not None else {}
         for name in self.order:
+            if cached is not None and name in self.frozen_side:
+                continue
             if keys is not None and not self._feeds(name, keys):
                 continue
             frozen = name in self.frozen_side
@@ -89,6 +133,8 @@ class StageModule(nn.Module):
             if frozen:  # inference tensors cannot enter autograd: hand on plain copies
                 produced = {k: v.clone() for k, v in produced.items()}
             values.update(produced)
+        if cached is None and keys is None:
+            self._remember(index, values)
         return values
 
     def _feeds(self, name: str, keys) -> bool:
@@ -122,7 +168,7 @@ class StageModule(nn.Module):
         inputs, labels, index = (list(batch) + [None])[:3]
         for module_name, attr, value in self._scheduled:
             setattr(self.losses[module_name], attr, value.at(self.time))
-        values = self.tensors(inputs)
+        values = self.tensors(inputs, index=index)
         env = {"labels": labels, "index": index}
         for key in self.excite_keys:
             values[key] = self._eval(self.terms[key], values, env)

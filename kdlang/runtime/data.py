@@ -14,6 +14,7 @@ class StageData:
     val: object
     test: object
     num_train: int
+    augmented: bool = True  # whether a training sample changes from epoch to epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.train.set_epoch(epoch)
@@ -56,7 +57,8 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
         sampler = StridedShard(len(split), world) if world.active else None
         return datasets.loader(split, batch_size=batch, shuffle=False, seed=seed, num_workers=workers, sampler=sampler)
 
-    return StageData(train, evaluation(bundle.val), evaluation(bundle.test), bundle.num_train)
+    augmented = any(name != "normalize" for name, _, _ in augment)
+    return StageData(train, evaluation(bundle.val), evaluation(bundle.test), bundle.num_train, augmented)
 
 
 def _augment_nodes(node: ast.Data):

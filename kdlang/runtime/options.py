@@ -24,6 +24,7 @@ class RuntimeOptions:
     channels_last: object = "auto"
     seed: int = 0
     deterministic: bool = False
+    cache_teacher: object = "auto"
 
     @classmethod
     def from_recipe(cls, recipe) -> "RuntimeOptions":
@@ -43,6 +44,14 @@ class RuntimeOptions:
         if self.channels_last == "auto":
             return str(device).startswith("cuda")
         return bool(self.channels_last)
+
+    def caches_teacher(self, augmented: bool) -> bool:
+        """Teacher outputs are cached per sample only when each sample is the same every epoch."""
+        if self.cache_teacher == "auto":
+            return not augmented
+        if self.cache_teacher and augmented:
+            raise ValueError("runtime(cache_teacher=true) needs training data without augmentation")
+        return bool(self.cache_teacher)
 
     def autocast(self, device: str):
         """The autocast context for forward passes (a no-op when amp is off)."""

@@ -65,6 +65,8 @@ class Trainer:
         data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
+        if self.options.caches_teacher(data.augmented) and module.enable_cache(data.num_train):
+            self.log(f"stage {stage}: caching the frozen side's outputs per sample (training data is not augmented)")
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
         scaler = self.options.scaler(str(self.device))
