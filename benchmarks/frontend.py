@@ -99,6 +99,37 @@ class Sample:
     def ms(self) -> str:
         return f"{self.wall * 1e3:,.1f} / {self.cpu * 1e3:,.1f}"
 
+    def to_json(self) -> dict:
+        return {"walls": self.walls, "cpus": self.cpus, "gcs": self.gcs, "fulls": self.fulls}
+
+    @classmethod
+    def from_json(cls, d) -> "Sample":
+        return cls(d["walls"], d["cpus"], d.get("gcs", ()), d.get("fulls", ()))
+
+
+class State:
+    """Finished measurements by key in a JSON file (`--state`), so that a run killed half-way resumes
+    where it stopped when started again with the same options. Without a file it only lives in memory."""
+
+    def __init__(self, path: str | None, config: dict):
+        self.path, self.config, self.items, self.resumed = (Path(path) if path else None), config, {}, 0
+        if self.path is not None and self.path.exists():
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            if saved.get("config") == config:
+                self.items = saved["items"]
+
+    def get(self, key: str):
+        value = self.items.get(key)
+        self.resumed += value is not None
+        return value
+
+    def put(self, key: str, value) -> None:
+        self.items[key] = value
+        if self.path is not None:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps({"config": self.config, "items": self.items}), encoding="utf-8")
+            tmp.replace(self.path)
+
 
 def measure(fn, repeats: int, warmup: bool = True) -> Sample:
     if warmup:
@@ -147,7 +178,18 @@ def cold(steps, repeats: int):
     return per_step, total, runs[-1]["modules"]
 
 
-def measure_imports(recipe: Path, repeats: int, slowest: Path | None = None) -> list[tuple[str, Sample, str]]:
+def measure_imports(recipe: Path, repeats: int, slowest: Path | None = None, state: State | None = None):
+    state = state or State(None, {})
+    key = f"imports:{recipe}:{slowest}"
+    saved = state.get(key)
+    if saved is not None:
+        return [(label, Sample.from_json(sample), mods) for label, sample, mods in saved]
+    rows = _measure_imports(recipe, repeats, slowest)
+    state.put(key, [(label, sample.to_json(), mods) for label, sample, mods in rows])
+    return rows
+
+
+def _measure_imports(recipe: Path, repeats: int, slowest: Path | None) -> list[tuple[str, Sample, str]]:
     rel = str(recipe.relative_to(ROOT))
     rows = []
     _, torch_t, torch_mods = cold([("import torch", "import torch")], repeats)
@@ -201,17 +243,26 @@ def _status(checked) -> str:
         x for x in (f"{errors} errors" if errors else "", f"{warnings} warnings" if warnings else "") if x)
 
 
-def measure_shipped(repeats: int, full_repeats: int, log=lambda msg: None):
+def measure_shipped(repeats: int, full_repeats: int, log=lambda msg: None, state: State | None = None):
     """Per recipe: load and check without shapes (median of `repeats`), full check (`full_repeats`).
     One warm-up check of the first recipe pays the lazy imports (torch, registries, grammar) first."""
     from kdlang.check import check_path
     from kdlang.syntax.loader import load_with_sources
 
+    state = state or State(None, {})
     recipes, fragments = shipped_recipes()
-    if recipes:
-        check_path(recipes[0])
+    warm = False
     rows = []
     for i, path in enumerate(recipes, 1):
+        key = f"shipped:{path.relative_to(ROOT)}:{path.stat().st_mtime_ns}"
+        saved = state.get(key)
+        if saved is not None:
+            rel, lines, decls, status, *samples = saved
+            rows.append((Path(rel), lines, decls, status, *map(Sample.from_json, samples)))
+            continue
+        if not warm:
+            check_path(recipes[0])
+            warm = True
         last = {}
 
         def full():
@@ -224,6 +275,8 @@ def measure_shipped(repeats: int, full_repeats: int, log=lambda msg: None):
         decls = len(checked.graph.symbols.decls) if checked.graph is not None else 0
         lines = sum(len(t.splitlines()) for t in checked.sources.values())
         rows.append((path.relative_to(ROOT), lines, decls, _status(checked), load, no_shapes, with_shapes))
+        state.put(key, [str(path.relative_to(ROOT)), lines, decls, _status(checked),
+                        load.to_json(), no_shapes.to_json(), with_shapes.to_json()])
         if i % 25 == 0:
             log(f"  {i}/{len(recipes)} recipes")
     return rows, sorted(f.relative_to(ROOT) for f in fragments if f.is_relative_to(ROOT))
@@ -371,12 +424,21 @@ def measure_phases(text: str, repeats: int, with_shapes: bool) -> dict[str, Samp
     return {k: Sample([r[k][0] for r in runs], [r[k][1] for r in runs]) for k in runs[0]}
 
 
-def measure_generated(sizes, repeats: int, shape_sizes, shape_repeats: int):
+def measure_generated(sizes, repeats: int, shape_sizes, shape_repeats: int, state: State | None = None, log=print):
     from kdlang.check import check_text
     from kdlang.syntax.loader import load_with_sources
 
+    state = state or State(None, {})
     rows = []
     for n in sizes:
+        key = f"generated:{n}:{n in shape_sizes}"
+        saved = state.get(key)
+        if saved is not None:
+            rows.append(dict(saved, load=Sample.from_json(saved["load"]), no_shapes=Sample.from_json(saved["no_shapes"]),
+                             phases={k: Sample.from_json(v) for k, v in saved["phases"].items()},
+                             shapes=Sample.from_json(saved["shapes"]) if saved["shapes"] else None))
+            continue
+        log(f"  {n} declarations")
         text = generate(n)
         checked = check_text(text, "<generated>")
         decls = len(checked.graph.symbols.decls) if checked.graph is not None else 0
@@ -393,6 +455,9 @@ def measure_generated(sizes, repeats: int, shape_sizes, shape_repeats: int):
             shapes = measure(lambda: check_text(text, "<generated>"), shape_repeats, warmup=False)
         rows.append(dict(n=n, statements=statements, lines=len(text.splitlines()), load=load,
                          no_shapes=no_shapes, phases=steps, shapes=shapes))
+        state.put(key, dict(n=n, statements=statements, lines=len(text.splitlines()), load=load.to_json(),
+                            no_shapes=no_shapes.to_json(), phases={k: v.to_json() for k, v in steps.items()},
+                            shapes=shapes.to_json() if shapes else None))
     return rows
 
 
@@ -424,7 +489,7 @@ def _cores() -> str:
     return f"{os.cpu_count()} logical ({usable} usable)"
 
 
-def report(args, imports, shipped, generated, load_before, load_after) -> str:
+def report(args, imports, shipped, generated, load_before, load_after, resumed=0) -> str:
     out = []
     w = out.append
     argv = [os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable,
@@ -438,7 +503,8 @@ def report(args, imports, shipped, generated, load_before, load_after) -> str:
       f"lark {_version('lark')}, networkx {_version('networkx')}")
     w(f"- repeats: median of {args.repeats} (shipped full checks: {args.full_repeats}; generated full checks: "
       f"{args.shape_repeats}; imports: {args.import_repeats} fresh interpreters); "
-      "times are **wall / CPU** (process time). The machine is shared: read CPU time first.\n")
+      "times are **wall / CPU** (process time). The machine is shared: read CPU time first."
+      + (f" {resumed} measurements were resumed from an interrupted run (`--state`)." if resumed else "") + "\n")
 
     if imports is not None:
         w("### Imports and cold start (fresh interpreter each)\n")
@@ -595,6 +661,8 @@ def main(argv=None) -> int:
     parser.add_argument("--slowest", type=int, default=10, help="shipped recipes listed individually")
     parser.add_argument("--cold-recipe", default="recipes/quickstart.kd", help="recipe for the cold-start check")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: imports,shipped,generated")
+    parser.add_argument("--state", metavar="FILE",
+                        help="keep finished measurements in FILE (JSON); rerunning the same command resumes")
     parser.add_argument("--no-write", action="store_true", help=f"print only; do not update {DOC.relative_to(ROOT)}")
     parser.add_argument("--emit", type=int, metavar="N", help="print a generated recipe of N declarations and exit")
     args = parser.parse_args(argv)
@@ -606,6 +674,9 @@ def main(argv=None) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     shape_sizes = {int(s) for s in args.shape_sizes.split(",") if s.strip()}
     load_before = os.getloadavg()
+    config = {k: getattr(args, k) for k in ("repeats", "import_repeats", "sizes", "shape_sizes", "shape_repeats",
+                                             "full_repeats", "cold_recipe")}
+    state = State(args.state, config)
 
     def log(msg):
         print(f"[frontend] {msg}", file=sys.stderr, flush=True)
@@ -614,7 +685,7 @@ def main(argv=None) -> int:
     generated = []
     if "shipped" not in skip:
         log("shipped recipes...")
-        shipped = measure_shipped(args.repeats, args.full_repeats, log)
+        shipped = measure_shipped(args.repeats, args.full_repeats, log, state)
     if "imports" not in skip:
         log("cold imports (fresh interpreters)...")
         cold_recipe = (ROOT / args.cold_recipe).resolve()
@@ -623,11 +694,13 @@ def main(argv=None) -> int:
         slowest = None
         if shipped and shipped[0]:
             slowest = (ROOT / max(shipped[0], key=lambda r: r[6].cpu)[0]).resolve()
-        imports = measure_imports(cold_recipe, args.import_repeats, slowest)
+        imports = measure_imports(cold_recipe, args.import_repeats, slowest, state)
     if "generated" not in skip:
         log(f"generated recipes {sizes}...")
-        generated = measure_generated(sizes, args.repeats, shape_sizes, args.shape_repeats)
-    section = report(args, imports, shipped, generated, load_before, os.getloadavg())
+        generated = measure_generated(sizes, args.repeats, shape_sizes, args.shape_repeats, state, log)
+    if state.resumed:
+        log(f"{state.resumed} measurements were taken from {args.state} (an earlier, interrupted run)")
+    section = report(args, imports, shipped, generated, load_before, os.getloadavg(), state.resumed)
     print(section)
     if not args.no_write:
         write_doc(section)

@@ -213,10 +213,9 @@ _stage_item = st.one_of(
     declaration("excite"),
 )
 
-_report_option = st.one_of(
-    seq(maybe(st.just(",")), "select", names, "on", names),
-    seq(maybe(st.just(",")), "noise", list_tokens),
-)
+_select = seq(maybe(st.just(",")), "select", names, "on", names)
+_noise = seq(maybe(st.just(",")), "noise", list_tokens)
+_report_options = st.one_of(seq(), seq(maybe(_select), maybe(_noise)), seq(_noise, _select))  # each at most once
 
 statement_tokens = st.one_of(
     seq("recipe", strings),
@@ -230,7 +229,7 @@ statement_tokens = st.one_of(
     declaration("excite"),
     declaration("loss"),
     seq("stage", names, maybe(seq("(", kwarg_list, ")")), "{", st.lists(_stage_item, max_size=4).map(_flatten), "}"),
-    seq("report", name_list, "on", names, st.lists(_report_option, max_size=2).map(_flatten)),
+    seq("report", name_list, "on", names, _report_options),
     seq("runtime", "(", kwarg_list, ")"),
 )
 

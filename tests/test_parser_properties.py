@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from lark.exceptions import VisitError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -228,29 +227,18 @@ def test_hand_written_mistakes(text):
     parse_or_problem(text)
 
 
-# ---- known parser bugs (reported, not fixed here: the parser is not this file's to change) ---
+# ---- once parser bugs: strings, non-ASCII text, keywords glued to names --------------------
 
 
-@pytest.mark.xfail(
-    reason="parser bug: _unquote decodes with unicode_escape, so \\u, \\x, \\N escapes crash (VisitError)",
-    raises=VisitError,
-    strict=False,
-)
 @pytest.mark.parametrize("text", ['use "C:\\users\\me"', 'use "\\x"', 'recipe "\\N"'])
 def test_bad_escapes_in_strings_are_syntax_problems(text):
     parse_or_problem(text)
 
 
-@pytest.mark.xfail(reason="parser bug: an escaped literal's non-ASCII text is decoded as Latin-1", strict=False)
 def test_escapes_do_not_garble_non_ascii_text():
     assert parse('recipe "caf\u00e9 \\"x\\""').statements[0].text == 'caf\u00e9 "x"'
 
 
-@pytest.mark.xfail(
-    reason="lexer bug: where no name may follow, a keyword matches a prefix of a longer word",
-    raises=pytest.fail.Exception,
-    strict=False,
-)
 @pytest.mark.parametrize("text", ["modelteacher = zoo.x()", "tapx = a.b", "kdlang1", 'use "a" losses = 1'])
 def test_a_keyword_is_not_a_prefix_of_a_longer_word(text):
     with pytest.raises(SyntaxProblem):

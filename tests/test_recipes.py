@@ -58,6 +58,13 @@ def smoke(path: Path, tmp_path: Path):
     assert (tmp_path / "run" / "summary.md").exists()
 
 
+def test_quickstart_smoke_runs_on_real_fashion_mnist(tmp_path):
+    recipe = kdlang.load(ROOT / "recipes" / "quickstart.kd")
+    assert execute(recipe, tmp_path / "run", smoke=True, device="cpu") == 0
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "| distill | student |" in summary and "| alone | control |" in summary
+
+
 @pytest.mark.parametrize("path", SAMPLE, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_one_recipe_per_framework_shape_checks_and_smoke_runs(path, tmp_path):
     checked = check_path(path)

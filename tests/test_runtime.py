@@ -34,7 +34,11 @@ def test_a_run_writes_its_record(tmp_path, capsys):
     assert "| distill | student |" in summary and "best on val" in summary
     meta = json.loads((out / "run.json").read_text())
     assert meta["overrides"] == ["stage.teach.epochs=1"] and meta["seed"] == 0
-    assert "# --set stage.teach.epochs=1" in (out / "recipe.kd").read_text()
+    operative = (out / "recipe.kd").read_text()
+    assert "# --set stage.teach.epochs=1" in operative
+    assert "stage.teach.epochs = 1  # --set" in operative
+    assert "stage.teach.optimizer.nesterov = false  # default" in operative
+    assert f"stage.distill.optimizer.weight_decay = 5e-4  # {TINY}:" in operative
     exported = torch.load(out / "student.pt", weights_only=True)
     model = kdlang.models.build(exported["model"], num_classes=exported["classes"],
                                 in_channels=exported["in_channels"])
@@ -128,3 +132,11 @@ def test_noise_report_adds_a_robustness_table(tmp_path):
     summary = (tmp_path / "noise" / "summary.md").read_text()
     assert "| stage | head | std 0 | std 0.5 |" in summary
     assert "| distill | student |" in summary.split("Gaussian input noise")[1]
+
+
+def test_missing_data_is_a_positioned_diagnostic_with_the_fix(tmp_path, capsys):
+    recipe = kdlang.load(TINY.parent.parent.parent / "recipes/cifar100/students/resnet20.kd",
+                         overrides=[f'data.root="{tmp_path}"'])
+    assert execute(recipe, tmp_path / "run", smoke=True) == 2
+    err = capsys.readouterr().err
+    assert "common.kd:5:1: error:" in err and "hint:" in err and "Traceback" not in err

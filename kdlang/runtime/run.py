@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from kdlang.library.datasets import DataError
 from kdlang.runtime import checkpoints, distributed
 from kdlang.runtime.policy import Policy
 from kdlang.runtime.trainer import NonFiniteLoss, Trainer
@@ -46,6 +47,9 @@ def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides
     except NonFiniteLoss as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 1
+    except DataError as exc:  # missing data: say where the recipe asks for it and how to get it
+        print(data_diagnostic(recipe, exc), file=sys.stderr)
+        return 2
     if not world.main:
         return 0
     export_students(recipe, out)
@@ -54,6 +58,15 @@ def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides
     print(table)
     print(f"run written to {out}")
     return 0
+
+
+def data_diagnostic(recipe, exc) -> str:
+    """A DataError as a positioned diagnostic at the data declaration that needs the files."""
+    from kdlang.diagnostics import error
+
+    decls = recipe.symbols.of_kind("data")
+    span = decls[0].node.span if decls else recipe.checked.program.root.span
+    return error(exc.message, span, hint=exc.hint).format(recipe.checked.sources)
 
 
 def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:
