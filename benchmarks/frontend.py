@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
+import hashlib
 import json
 import math
 import os
@@ -440,13 +441,14 @@ def measure_generated(sizes, repeats: int, shape_sizes, shape_repeats: int, stat
             continue
         log(f"  {n} declarations")
         text = generate(n)
-        checked = check_text(text, "<generated>")
+        # validate (the shapes pass only where it is measured: it costs ~3 ms per declaration)
+        checked = check_text(text, "<generated>", skip=() if n in shape_sizes else ("shapes",))
         decls = len(checked.graph.symbols.decls) if checked.graph is not None else 0
         if checked.program is None or checked.diagnostics or decls != n:
             raise SystemExit(f"generated recipe of {n} declarations is not clean ({decls} declared):\n"
                              + checked.format()[:4000])
         statements = len(checked.program.statements)
-        # already warm: the validating check above ran every pass
+        # already warm: the validating check above ran the passes
         load = measure(lambda: load_with_sources("<generated>", text), repeats, warmup=False)
         no_shapes = measure(lambda: check_text(text, "<generated>", skip=("shapes",)), repeats, warmup=False)
         steps = measure_phases(text, repeats, with_shapes=False)
@@ -484,27 +486,49 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def revision() -> str:
+    """The code measured: HEAD, plus a digest of uncommitted changes to kdlang/ and grammar/."""
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--", "kdlang", "grammar").splitlines()
+        diff = git("diff", "HEAD", "--", "kdlang", "grammar")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    if not dirty:
+        return head
+    return f"{head} + uncommitted changes to {len(dirty)} files (diff {hashlib.sha1(diff.encode()).hexdigest()[:10]})"
+
+
 def _cores() -> str:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{os.cpu_count()} logical ({usable} usable)"
 
 
-def report(args, imports, shipped, generated, load_before, load_after, resumed=0) -> str:
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def report(args, imports, shipped, generated, started, load_after, resumed=0) -> str:
     out = []
     w = out.append
     argv = [os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable,
             os.path.relpath(Path(sys.argv[0]).resolve(), ROOT), *sys.argv[1:]]
     w("## Front end\n")
     w(f"- command: `{shlex.join(argv)}`")
-    w(f"- date: {_dt.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    w(f"- date: {started['date']} to {_now()}")
     w(f"- machine: `{platform.platform()}`, {platform.machine()}, {_cores()} cores; "
-      f"load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end")
+      f"load average {started['load']:.1f} at start, {load_after[0]:.1f} at end")
+    w(f"- code: `{args.revision}`")
     w(f"- python {platform.python_version()}, torch {_version('torch')}, torchvision {_version('torchvision')}, "
       f"lark {_version('lark')}, networkx {_version('networkx')}")
     w(f"- repeats: median of {args.repeats} (shipped full checks: {args.full_repeats}; generated full checks: "
       f"{args.shape_repeats}; imports: {args.import_repeats} fresh interpreters); "
       "times are **wall / CPU** (process time). The machine is shared: read CPU time first."
-      + (f" {resumed} measurements were resumed from an interrupted run (`--state`)." if resumed else "") + "\n")
+      + (f" {resumed} measurements were taken from the state file of an earlier, interrupted run (`--state`)."
+         if resumed else "") + "\n")
 
     if imports is not None:
         w("### Imports and cold start (fresh interpreter each)\n")
@@ -674,9 +698,12 @@ def main(argv=None) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
     shape_sizes = {int(s) for s in args.shape_sizes.split(",") if s.strip()}
     load_before = os.getloadavg()
+    args.revision = revision()
     config = {k: getattr(args, k) for k in ("repeats", "import_repeats", "sizes", "shape_sizes", "shape_repeats",
-                                             "full_repeats", "cold_recipe")}
+                                             "full_repeats", "cold_recipe", "revision")}
     state = State(args.state, config)
+    started = state.items.get("started") or {"date": _now(), "load": load_before[0]}
+    state.put("started", started)
 
     def log(msg):
         print(f"[frontend] {msg}", file=sys.stderr, flush=True)
@@ -700,7 +727,7 @@ def main(argv=None) -> int:
         generated = measure_generated(sizes, args.repeats, shape_sizes, args.shape_repeats, state, log)
     if state.resumed:
         log(f"{state.resumed} measurements were taken from {args.state} (an earlier, interrupted run)")
-    section = report(args, imports, shipped, generated, load_before, os.getloadavg(), state.resumed)
+    section = report(args, imports, shipped, generated, started, os.getloadavg(), state.resumed)
     print(section)
     if not args.no_write:
         write_doc(section)

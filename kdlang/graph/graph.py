@@ -21,6 +21,7 @@ class RecipeGraph:
         self.symbols = symbols
         self.resolution = resolution
         self.g = nx.DiGraph()
+        self._flow = None
         for key, decl in symbols.decls.items():
             self.g.add_node(key, kind=decl.kind, decl=decl, span=decl.span)
         for key, refs in resolution.refs.items():
@@ -44,10 +45,23 @@ class RecipeGraph:
         return self.g.nodes[key]["decl"]
 
     def flow(self) -> nx.DiGraph:
-        edges = [(u, v) for u, v, kind in self.g.edges(data="kind") if kind == FLOW]
-        view = nx.DiGraph(edges)
-        view.add_nodes_from(self.g.nodes)
-        return view
+        """The data-flow subgraph (built once: passes and lowering ask for it often)."""
+        if self._flow is None:
+            edges = [(u, v) for u, v, kind in self.g.edges(data="kind") if kind == FLOW]
+            self._flow = nx.DiGraph(edges)
+            self._flow.add_nodes_from(self.g.nodes)
+        return self._flow
+
+    def upstream(self, keys) -> set:
+        """Everything the given declarations read, directly or not (one traversal for all)."""
+        reverse = self.flow().reverse(copy=False)
+        seen, todo = set(), [k for k in keys if k in reverse]
+        while todo:
+            for parent in reverse.successors(todo.pop()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
 
     def trained_in(self, stage: str) -> list[str]:
         ty = self.resolution.types.get(stage)
@@ -61,8 +75,7 @@ class RecipeGraph:
         """Every excitation the stage computes: its own, and those its losses read, in data-flow order."""
         flow = self.flow()
         wanted = {k for k in self._ordered_stage_refs(stage) if self.kind(k) == "excite"}
-        for loss in self.stage_losses(stage):
-            wanted |= {k for k in nx.ancestors(flow, loss) if self.kind(k) == "excite"}
+        wanted |= {k for k in self.upstream(self.stage_losses(stage)) if self.kind(k) == "excite"}
         try:
             order = list(nx.lexicographical_topological_sort(flow.subgraph(wanted)))
         except nx.NetworkXUnfeasible:  # a cycle, reported by the cycles pass

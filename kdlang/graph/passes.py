@@ -47,16 +47,13 @@ def cycles(graph: RecipeGraph):
 def unused(graph: RecipeGraph):
     """Declarations of the checked file that no stage reaches are dead weight (warnings).
     Fragments brought in by `use` are libraries: their unused declarations are not reported."""
-    reached = set()
-    flow = graph.flow()
+    roots = set(graph.stages)
     for stage in graph.stages:
-        reached.add(stage)
-        reached |= nx.ancestors(flow, stage)
-        for component in graph.trained_in(stage):
-            reached.add(component)
-            reached |= nx.ancestors(flow, component)
+        roots.update(graph.trained_in(stage))
         if graph.stage_data(stage) in graph.g:  # an undeclared data set is resolve's to report
-            reached.add(graph.stage_data(stage))
+            roots.add(graph.stage_data(stage))
+    reached = roots | graph.upstream(roots)
+    tapped_models = {graph.decl(k).node.model.text for k in reached if graph.kind(k) == "tap"}
     problems = []
     root = graph.program.root.file
     for key, data in graph.g.nodes(data=True):
@@ -65,8 +62,7 @@ def unused(graph: RecipeGraph):
         decl = data["decl"]
         if decl.span.file != root:  # a fragment is a library: what a recipe does not use is fine
             continue
-        if data["kind"] == "model" and any(graph.decl(k).node.model.text == key for k in reached
-                                            if graph.kind(k) == "tap"):
+        if data["kind"] == "model" and key in tapped_models:
             continue
         hint = {"loss": "list it in a stage: `losses " + decl.name + "`"}.get(data["kind"], "remove it, or use it")
         problems.append(warning(f"{data['kind']} `{decl.name}` is never used", decl.span, hint=hint))
