@@ -21,6 +21,7 @@ class Schedule:
     fn: Callable[[float], float]
     span_epochs: tuple | None = None  # (start, end) the schedule moves over, if declared
     milestones: tuple = ()
+    constant: float | None = None  # set for a constant, so range checks need no sampling
 
     def __call__(self, t: float) -> float:
         return float(self.fn(t))
@@ -34,6 +35,8 @@ class Schedule:
 
     def bounds(self, epochs: float) -> tuple[float, float]:
         """Min and max over [0, epochs], sampled finely plus every breakpoint."""
+        if self.constant is not None:
+            return self.constant, self.constant
         points = {0.0, float(epochs)}
         points.update(epochs * i / 512 for i in range(513))
         for edge in (self.span_epochs or ()) + self.milestones:
@@ -43,7 +46,7 @@ class Schedule:
 
 
 def constant(value: float) -> Schedule:
-    return Schedule(lambda t: value)
+    return Schedule(lambda t: value, constant=float(value))
 
 
 def linear(endpoints: tuple, epochs: tuple) -> Schedule:

@@ -41,6 +41,7 @@ class Plan:
     granularity_widths: dict = attrs.field(factory=dict)  # granularity -> input feature width
     decoders: set = attrs.field(factory=set)  # granularities whose logits something reads
     classes: int = 0
+    model_stage_data: dict | None = None  # model -> the data key of the first stage using it
 
     @property
     def symbols(self):
@@ -119,14 +120,16 @@ def _plan_models(plan: Plan, problems) -> None:
 
 def _model_data(plan: Plan, model: str):
     """The data a model sees: that of the first stage that trains it or reads it, else the default."""
-    graph = plan.graph
-    for stage in graph.stages:
-        readers = graph.stage_losses(stage) + graph.stage_excites(stage)
-        if model in graph.trained_in(stage) or any(model in graph.components(k) for k in readers):
-            found = plan.data.get(graph.stage_data(stage))
-            if found is not None:
-                return found
-    return plan.data.get("data") or next(iter(plan.data.values()), None)
+    if plan.model_stage_data is None:  # one pass over the stages for every model
+        plan.model_stage_data = {}
+        graph = plan.graph
+        for stage in graph.stages:
+            readers = graph.stage_losses(stage) + graph.stage_excites(stage)
+            used = set(graph.trained_in(stage)).union(*(graph.components(k) for k in readers))
+            for name in used:
+                plan.model_stage_data.setdefault(name, graph.stage_data(stage))
+    found = plan.data.get(plan.model_stage_data.get(model, ""))
+    return found or plan.data.get("data") or next(iter(plan.data.values()), None)
 
 
 def _plan_taps(plan: Plan, problems) -> None:

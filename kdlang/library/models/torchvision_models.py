@@ -10,7 +10,6 @@ import functools
 import inspect
 from typing import Any
 
-import torchvision
 from torch import nn
 
 #: Input size to describe in ``info`` where 224x224 does not fit the architecture.
@@ -25,6 +24,8 @@ def tv_names() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _tv_names() -> tuple[str, ...]:
+    import torchvision  # lazily: importing it costs seconds, zoo-only recipes never need it
+
     return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
 
 
@@ -34,6 +35,8 @@ def tv_options(name: str) -> dict[str, Any]:
     Builders forward ``**kwargs`` to the class named in their return
     annotation; parameters without a default are fixed by the builder itself.
     """
+    import torchvision  # lazily: importing it costs seconds, zoo-only recipes never need it
+
     builder = torchvision.models.get_model_builder(name)
     options: dict[str, Any] = {}
     targets = [builder, inspect.signature(builder).return_annotation]
@@ -81,6 +84,8 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
 
 def build_tv(name: str, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
     """Build ``torchvision.models.<name>`` without weights."""
+    import torchvision  # lazily: importing it costs seconds, zoo-only recipes never need it
+
     options = tv_options(name)
     if "init_weights" in options and "init_weights" not in kwargs:
         kwargs["init_weights"] = True  # explicit, avoids torchvision's FutureWarning on the default
