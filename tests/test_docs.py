@@ -29,13 +29,13 @@ import attrs
 import pytest
 
 from kdlang.check import check_path, check_text
+from markdown_blocks import fenced_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "docs" / "language.md", ROOT / "docs" / "usage.md")
 EXAMPLE = "example.kd"
 TESTED = "# tested"
 
-_FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*(file:\s*(?P<file>\S+)|(?P<fragment>fragment)|output of:\s*(?P<output>.+?))\s*-->\s*$")
 
 
@@ -56,23 +56,13 @@ class Block:
 
 def blocks(path: Path) -> list[Block]:
     """Every fenced block of a Markdown file, with the marker comment on the line before it."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    found, i = [], 0
-    while i < len(lines):
-        opening = _FENCE.match(lines[i])
-        if not opening:
-            i += 1
-            continue
-        end = next((j for j in range(i + 1, len(lines)) if lines[j].rstrip() == "```"), None)
-        assert end is not None, f"{path.name}:{i + 1}: unclosed code block"
-        previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-        marker = _MARKER.match(previous.strip())
-        text = "\n".join(lines[i + 1:end]) + "\n"
-        found.append(Block(path.name, i + 1, opening.group(1), text,
+    found = []
+    for line, lang, text, previous in fenced_blocks(path.read_text(encoding="utf-8"), path.name):
+        marker = _MARKER.match(previous)
+        found.append(Block(path.name, line, lang, text,
                            file=marker.group("file") if marker else None,
                            fragment=bool(marker and marker.group("fragment")),
                            output_of=marker.group("output") if marker else None))
-        i = end + 1
     return found
 
 

@@ -25,12 +25,12 @@ import pytest
 
 from kdlang import losses
 from kdlang.check import check_text
+from markdown_blocks import fenced_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "methods.md"
 TEXT = DOC.read_text(encoding="utf-8")
 
-_FENCE = re.compile(r"^```(\S*)\s*$")
 _MARKER = re.compile(r"^<!--\s*(?P<kind>quote|fragment|diff):\s*(?P<args>.+?)\s*-->$")
 
 
@@ -48,21 +48,11 @@ class Block:
 
 
 def _blocks() -> list[Block]:
-    lines = TEXT.splitlines()
-    found, i = [], 0
-    while i < len(lines):
-        opening = _FENCE.match(lines[i])
-        if not opening:
-            i += 1
-            continue
-        end = next((j for j in range(i + 1, len(lines)) if lines[j].rstrip() == "```"), None)
-        assert end is not None, f"methods.md:{i + 1}: unclosed code block"
-        previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
-        marker = _MARKER.match(previous.strip())
-        found.append(Block(i + 1, opening.group(1), "\n".join(lines[i + 1:end]) + "\n",
-                           marker.group("kind") if marker else None,
+    found = []
+    for line, lang, text, previous in fenced_blocks(TEXT, "methods.md"):
+        marker = _MARKER.match(previous)
+        found.append(Block(line, lang, text, marker.group("kind") if marker else None,
                            tuple(marker.group("args").split()) if marker else ()))
-        i = end + 1
     return found
 
 

@@ -247,6 +247,7 @@ def stages(graph: RecipeGraph):
     problems = []
     symbols = graph.symbols
     trained_before: set[str] = set()
+    warned: set[str] = set()
     first_trained: dict[str, str] = {}
     for stage in graph.stages:
         for component in graph.trained_in(stage):
@@ -292,7 +293,7 @@ def stages(graph: RecipeGraph):
                                             loss.span, hint="distil from a frozen teacher: remove it from `train`"))
         for key in losses + graph.stage_excites(stage):
             for component in sorted(graph.components(key) - trained):
-                _check_ready(graph, stage, key, component, trained_before, first_trained, problems)
+                _check_ready(graph, stage, key, component, trained_before, first_trained, warned, problems)
         trained_before |= trained
     problems += _checkpoint_stages(graph, first_trained)
     return problems
@@ -311,7 +312,7 @@ def _missing_data(graph, stage) -> list:
                   hint="declare it, e.g. `data fashion_mnist(batch=128)`")]
 
 
-def _check_ready(graph, stage, key, component, trained_before, first_trained, problems):
+def _check_ready(graph, stage, key, component, trained_before, first_trained, warned, problems):
     decl = graph.symbols.lookup(component)
     if decl is None or component in trained_before:
         return
@@ -326,8 +327,8 @@ def _check_ready(graph, stage, key, component, trained_before, first_trained, pr
                               hint="order the stages so that it is trained first, or give it a checkpoint"))
     elif checkpoint is not None and checkpoint.stage is not None:
         return  # `_checkpoint_stages` reports a `from stage` whose stage does not train it
-    elif not getattr(graph, "_warned_" + component, False):
-        setattr(graph, "_warned_" + component, True)
+    elif component not in warned:  # one warning per component, not one per reader
+        warned.add(component)
         problems.append(warning(f"{decl.kind} `{component}` is read in stage `{stage}` but has no checkpoint "
                                 "and no stage trains it: it keeps its random initialisation", decl.span,
                                 hint='load weights with `from "path.pt"`, or train it in an earlier stage'))

@@ -124,7 +124,7 @@ class StageModule(nn.Module):
         for name in self.order:
             if cached is not None and name in self.frozen_side:
                 continue
-            if keys is not None and not self._feeds(name, keys):
+            if keys is not None and name not in self._feeding(tuple(keys)):
                 continue
             frozen = name in self.frozen_side
             context = torch.inference_mode() if frozen else contextlib.nullcontext()
@@ -137,8 +137,13 @@ class StageModule(nn.Module):
             self._remember(index, values)
         return values
 
-    def _feeds(self, name: str, keys) -> bool:
-        return bool(self._recipe.produces(name) & self._recipe.required_keys(keys))
+    def _feeding(self, keys: tuple) -> set:
+        """The components that feed `keys` (computed once per set of keys: evaluation asks every batch)."""
+        cache = self.__dict__.setdefault("_feeding_cache", {})
+        if keys not in cache:
+            wanted = self._recipe.required_keys(keys)
+            cache[keys] = {name for name in self.order if self._recipe.produces(name) & wanted}
+        return cache[keys]
 
     def _run_component(self, name: str, inputs, values) -> dict:
         recipe = self._recipe

@@ -68,6 +68,10 @@ class Recipe:
                                           decoders=name in self.plan.decoders)
         return branch_lib.build_branch(node.source.name, static_kwargs(node.source), in_shape, self.plan.classes)
 
+    def built_components(self) -> list[str]:
+        """The components built so far (what a checkpoint of the whole run must hold)."""
+        return list(self._components)
+
     def all_components(self) -> list[str]:
         return self.component_order(
             [d.key for d in self.symbols.decls.values() if d.kind in ("model", "granularity", "branch")]

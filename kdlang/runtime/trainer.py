@@ -215,7 +215,7 @@ class Trainer:
             checkpoints.save(self.out / name, payload)
 
     def _component_states(self, module) -> dict:
-        names = module.order if module is not None else list(self.recipe._components)
+        names = module.order if module is not None else self.recipe.built_components()
         return {name: _cpu_state(self.recipe.component(name)) for name in names}
 
     def _restore_components(self, states: dict) -> None:

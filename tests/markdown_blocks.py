@@ -1,0 +1,24 @@
+"""Fenced code blocks of a Markdown text, for the tests that check the docs' examples."""
+
+from __future__ import annotations
+
+import re
+
+_FENCE = re.compile(r"^```(\S*)\s*$")
+
+
+def fenced_blocks(text: str, name: str) -> list[tuple[int, str, str, str]]:
+    """(opening line, language, body, the last non-blank line before the fence) per block."""
+    lines = text.splitlines()
+    found, i = [], 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i])
+        if not opening:
+            i += 1
+            continue
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].rstrip() == "```"), None)
+        assert end is not None, f"{name}:{i + 1}: unclosed code block"
+        previous = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
+        found.append((i + 1, opening.group(1), "\n".join(lines[i + 1:end]) + "\n", previous.strip()))
+        i = end + 1
+    return found
