@@ -2,7 +2,8 @@
 
 One teacher (cnn_wide) and its granularity branches are trained once; then each student
 configuration (cnn_small: alone, KD, MAG+KD, MAS+KD, AT, AT+KD, MAS+AT) trains for the same epochs
-over several seeds. Writes `docs/results.md`: test top-1 at the best-val epoch, mean ± std.
+over several seeds. Writes `docs/results.md` after every run (test top-1 at the best-val epoch,
+mean ± std) and resumes from `runs/study/results.json` when restarted.
 
     .venv/bin/python benchmarks/fashion_study.py                 # 3 seeds, every configuration
     .venv/bin/python benchmarks/fashion_study.py --seeds 0 1 --configs alone kd mas_kd
@@ -11,6 +12,7 @@ over several seeds. Writes `docs/results.md`: test top-1 at the best-val epoch, 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -27,62 +29,85 @@ from kdlang.runtime.trainer import Trainer  # noqa: E402
 
 STUDY = ROOT / "benchmarks" / "fashion"
 RUNS = Path("runs/study")
-CONFIGS = {
-    "alone": "student alone (CE)",
-    "kd": "KD",
-    "mag_kd": "MAG+KD",
-    "mas_kd": "MAS+KD",
-    "at": "AT",
-    "kd_at": "AT+KD",
-    "mas_at": "MAS+AT",
+DONE = RUNS / "results.json"
+CONFIGS = {  # name: (row label, the distill stage's losses)
+    "alone": ("student alone", "ce"),
+    "kd": ("KD", "ce, kd"),
+    "mag_kd": ("MAG+KD", "ce, kd, codes"),
+    "mas_kd": ("MAS+KD", "ce, mas, codes"),
+    "at": ("AT", "ce, at"),
+    "kd_at": ("AT+KD", "ce, at, kd"),
+    "mas_at": ("MAS+AT", "ce, at, mas, codes"),
 }
 
 
-def train_teacher(log) -> dict:
+def train_teacher(log) -> None:
     if (RUNS / "teacher" / "models" / "teacher.pt").exists():
         log("teacher: reusing runs/study/teacher")
-        return {}
+        return
     from kdlang.runtime.run import export_students
 
     recipe = kdlang.load(STUDY / "teacher.kd", seed=0)
-    results = Trainer(recipe, RUNS / "teacher", seed=0, log=log).run()
+    Trainer(recipe, RUNS / "teacher", seed=0, log=log).run()
     export_students(recipe, RUNS / "teacher")
-    return {r["stage"]: r for r in results}
 
 
-def run_student(config: str, seed: int, log) -> tuple[float, float]:
+def run_student(config: str, seed: int, log) -> dict:
     started = time.perf_counter()
     recipe = kdlang.load(STUDY / f"{config}.kd", seed=seed)
     result = Trainer(recipe, RUNS / f"{config}-s{seed}", seed=seed, log=lambda _: None).run()[0]
     seconds = time.perf_counter() - started
     top1 = result["best"]["test/student/top1"]
     log(f"{config} seed {seed}: test top-1 {top1:.2f} (best val epoch {result['best_epoch'] + 1}), {seconds:.0f} s")
-    return top1, seconds
+    return {"top1": top1, "seconds": seconds, "epochs": recipe.graph.stage_epochs("distill")}
 
 
-def write_results(rows: dict, teacher: dict, seeds, command: str, path: Path) -> None:
+def load_done() -> dict:
+    """Runs finished earlier (the study resumes where it stopped): {"config/seed": result}."""
+    return json.loads(DONE.read_text()) if DONE.exists() else {}
+
+
+def teacher_summary() -> str:
+    """The teacher's and its branches' test top-1 at their best-val epochs (the weights the students load)."""
+    best = {}
+    for record in map(json.loads, (RUNS / "teacher" / "metrics.jsonl").read_text().splitlines()):
+        for key, value in record.items():
+            if key.startswith("val/") and key.endswith("/top1"):
+                head = key.split("/")[1]
+                if value > best.get(head, (-1.0, 0.0))[0]:
+                    best[head] = (value, record.get(f"test/{head}/top1"))
+    return "Test top-1 at the best-val epoch: " + ", ".join(
+        f"{head} {test:.2f}" for head, (_val, test) in best.items()) + "."
+
+
+def write_results(done: dict, configs, seeds, command: str, path: Path) -> None:
+    teacher = kdlang.load(STUDY / "teacher.kd")
+    epochs = {stage: teacher.graph.stage_epochs(stage) for stage in teacher.stages}
+    student_epochs = sorted({r["epochs"] for r in done.values()})
     lines = ["# Results: the seed method on Fashion-MNIST, on a CPU", "",
              f"Made by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}).", "",
-             "Teacher `cnn_wide` (3 epochs) and its two granularity branches (1 epoch) are trained once; "
-             "every student is `cnn_small`, 3 epochs, SGD with a one-cycle lr, batch 128, 5,000 training "
-             "images held out for validation. Each cell is test top-1 (%) at the epoch with the best "
-             f"validation top-1, mean ± sample std over {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
-             "the seed sets the student's initialisation and the data order.", ""]
-    if teacher:
-        t = teacher["teach"]["best"].get("test/teacher/top1")
-        levels = {h: teacher["analyze"]["best"].get(f"test/{h}/top1") for h in teacher["analyze"]["heads"]}
-        lines += [f"Teacher test top-1: {t:.2f}. Branch decoders: "
-                  + ", ".join(f"{h} {v:.2f}" for h, v in levels.items()) + ".", ""]
-    lines += ["| student | test top-1 | per seed | seconds per run |", "|---|---|---|---|"]
-    for config, runs in rows.items():
-        accs = [a for a, _ in runs]
-        mean = statistics.mean(accs)
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        secs = statistics.mean(s for _, s in runs)
-        lines.append(f"| {CONFIGS[config]} | {mean:.2f} ± {std:.2f} | {', '.join(f'{a:.2f}' for a in accs)} | {secs:.0f} |")
-    lines += ["", "Recipes: `benchmarks/fashion/*.kd` (the student recipes differ only in their `losses` line).",
-              "What it shows is reported as measured; see the note below the table when it was last read.", ""]
+             f"Teacher `cnn_wide` ({epochs['teach']} epochs) and its two granularity branches "
+             f"({epochs['analyze']} epoch) are trained once (`benchmarks/fashion/teacher.kd`); every student is "
+             f"`cnn_small`, {'/'.join(map(str, student_epochs))} epochs, SGD with a one-cycle lr, batch 128, "
+             "no augmentation, 5,000 training images held out for validation. Each cell is test top-1 (%) at "
+             "the epoch with the best validation top-1, mean ± sample std over the seeds listed; the seed "
+             "sets the student's initialisation and the data order.", ""]
+    if (RUNS / "teacher" / "metrics.jsonl").exists():
+        lines += [teacher_summary(), ""]
+    lines += ["| student | losses | test top-1 | per seed | seconds per run |", "|---|---|---|---|---|"]
+    for config in configs:
+        runs = [done[f"{config}/{seed}"] for seed in seeds if f"{config}/{seed}" in done]
+        if not runs:
+            continue
+        accs = [r["top1"] for r in runs]
+        std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        secs = statistics.mean(r["seconds"] for r in runs)
+        label, losses = CONFIGS[config]
+        lines.append(f"| {label} | {losses} | {statistics.mean(accs):.2f} ± {std:.2f} | "
+                     f"{', '.join(f'{a:.2f}' for a in accs)} | {secs:.0f} |")
+    lines += ["", "Recipes: `benchmarks/fashion/*.kd` (the student recipes differ only in their `losses` line and "
+              "whether `smg` trains).", ""]
     path.write_text("\n".join(lines))
 
 
@@ -93,10 +118,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     args = parser.parse_args(argv)
     log = lambda line: print(line, flush=True)
-    teacher = train_teacher(log)
-    rows = {config: [run_student(config, seed, log) for seed in args.seeds] for config in args.configs}
     command = "python benchmarks/fashion_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_results(rows, teacher, args.seeds, command.strip(), Path(args.out))
+    train_teacher(log)
+    done = load_done()
+    for seed in args.seeds:  # seed-major: an interrupted study still has every configuration
+        for config in args.configs:
+            key = f"{config}/{seed}"
+            if key not in done:
+                done[key] = run_student(config, seed, log)
+                DONE.write_text(json.dumps(done, indent=1))
+            write_results(done, args.configs, args.seeds, command.strip(), Path(args.out))
     print(Path(args.out).read_text())
     return 0
 

@@ -1,5 +1,6 @@
 """Lowering a recipe to torch: the module contract, what each stage trains, frozen parts, schedules."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,17 @@ def test_teacher_cache_gives_the_same_losses_without_running_the_teacher(recipe,
     assert calls == []  # the frozen side came from the cache
     for name in first:
         assert second[name] == pytest.approx(first[name], rel=1e-6)
+
+
+def test_teacher_cache_size_is_counted_from_inferred_shapes_and_auto_declines_what_does_not_fit(recipe):
+    from kdlang.runtime.options import RuntimeOptions, free_memory
+
+    module = recipe.compile("distill")
+    per_sample = sum(math.prod(recipe.plan.shapes[key]) for key in module.cache_keys())
+    assert per_sample > 0
+    assert module.cache_bytes(1000) == 4 * per_sample * 1000
+    auto, insist = RuntimeOptions(), RuntimeOptions(cache_teacher=True)
+    assert auto.caches_teacher(False, cache_bytes=1 << 20)
+    assert not auto.caches_teacher(False, cache_bytes=free_memory("cpu"))  # more than half the free memory
+    assert not auto.caches_teacher(True, cache_bytes=0)  # augmented data changes every epoch
+    assert insist.caches_teacher(False, cache_bytes=free_memory("cpu"))

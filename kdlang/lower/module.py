@@ -8,6 +8,7 @@ drops into any training loop. Everything the stage does not train runs in eval m
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 
 import torch
@@ -77,17 +78,27 @@ class StageModule(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------
     # ---- teacher cache ------------------------------------------------------------------
-    def enable_cache(self, num_data: int) -> bool:
-        """Remember what the frozen side computes per training sample, so later epochs skip it.
-
-        Only valid when a sample's input is the same every epoch (no training augmentation): the
-        trainer decides that. Returns whether there is anything to cache.
-        """
+    def cache_keys(self) -> list[str]:
+        """The frozen side's tensors that this stage's losses consume (what a teacher cache holds)."""
         consumed = set()
         for term in self.terms.values():
             consumed.update(T.tensor_keys(term))
         consumed = self._recipe.required_keys(consumed)
-        keys = sorted(k for c in self.frozen_side for k in self._recipe.produces(c) if k in consumed)
+        return sorted(k for c in self.frozen_side for k in self._recipe.produces(c) if k in consumed)
+
+    def cache_bytes(self, num_data: int) -> int:
+        """What a teacher cache over `num_data` samples would hold, in bytes (fp32, from inferred shapes)."""
+        per_sample = sum(math.prod(self._recipe.plan.shapes[key]) for key in self.cache_keys())
+        return 4 * per_sample * num_data
+
+    def enable_cache(self, num_data: int) -> bool:
+        """Remember what the frozen side computes per training sample, so later epochs skip it.
+
+        Only valid when a sample's input is the same every epoch (no training augmentation): the
+        trainer decides that, and whether the cache fits in memory. Returns whether there is
+        anything to cache.
+        """
+        keys = self.cache_keys()
         if not keys:
             return False
         self._cache = {"keys": keys, "size": num_data, "store": {}, "filled": None}

@@ -45,10 +45,14 @@ class RuntimeOptions:
             return str(device).startswith("cuda")
         return bool(self.channels_last)
 
-    def caches_teacher(self, augmented: bool) -> bool:
-        """Teacher outputs are cached per sample only when each sample is the same every epoch."""
+    def caches_teacher(self, augmented: bool, cache_bytes: int = 0, device: str = "cpu") -> bool:
+        """Teacher outputs are cached per sample only when each sample is the same every epoch.
+
+        "auto" also declines a cache larger than half the memory the device has free (the cache is
+        an optimisation, never a reason to run out of memory); `true` insists.
+        """
         if self.cache_teacher == "auto":
-            return not augmented
+            return not augmented and cache_bytes <= free_memory(device) // 2
         if self.cache_teacher and augmented:
             raise ValueError("runtime(cache_teacher=true) needs training data without augmentation")
         return bool(self.cache_teacher)
@@ -77,3 +81,18 @@ class RuntimeOptions:
             raise ValueError(f"runtime(seed=...) must be a whole number, not {self.seed!r}")
         if self.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def free_memory(device: str) -> int:
+    """Bytes the device can still hand out: free GPU memory, or the host's MemAvailable."""
+    if str(device).startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return free
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30  # no /proc (not Linux): assume a modest 4 GiB

@@ -65,8 +65,14 @@ class Trainer:
         data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
-        if self.options.caches_teacher(data.augmented) and module.enable_cache(data.num_train):
-            self.log(f"stage {stage}: caching the frozen side's outputs per sample (training data is not augmented)")
+        cache_bytes = module.cache_bytes(data.num_train)
+        if self.options.caches_teacher(data.augmented, cache_bytes, str(self.device)) \
+                and module.enable_cache(data.num_train):
+            self.log(f"stage {stage}: caching the frozen side's outputs per sample "
+                     f"({cache_bytes / 2**30:.2f} GiB; training data is not augmented)")
+        elif not data.augmented and cache_bytes and self.options.cache_teacher == "auto":
+            self.log(f"stage {stage}: not caching the frozen side ({cache_bytes / 2**30:.1f} GiB would not fit "
+                     "in half the free memory); runtime(cache_teacher=true) insists")
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
         scaler = self.options.scaler(str(self.device))
