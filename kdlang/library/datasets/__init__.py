@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 
-from . import cifar, fashion_mnist, synthetic as _synthetic
+from . import cifar, fashion_mnist, stl10, synthetic as _synthetic, tiny_imagenet
 from .base import DataBundle, DatasetInfo, RawData, default_root
 from .errors import DataError
 from .loading import Batch, EpochLoader, collate, loader
@@ -62,17 +62,37 @@ COMMON_KWARGS: dict[str, Any] = {
 class _Entry:
     info: DatasetInfo
     load: Callable[..., RawData]
+    # Facts that depend on data-set-specific keywords: (info, merged keywords) -> info.
+    # Must validate those keywords (ValueError) without reading any file.
+    specialize: Callable[[DatasetInfo, dict[str, Any]], DatasetInfo] | None = None
 
 
 def _load_synthetic(root, download, *, seed, shape, classes, size, test_size, data_seed) -> RawData:
     return _synthetic.load(shape, classes, size, test_size, seed if data_seed is None else data_seed)
 
 
+def _synthetic_info(base: DatasetInfo, specific: dict[str, Any]) -> DatasetInfo:
+    shape, classes, _, _ = _synthetic.check_args(
+        specific["shape"], specific["classes"], specific["size"], specific["test_size"]
+    )
+    return replace(base, input_shape=shape, num_classes=classes)
+
+
+def _resized_info(module) -> Callable[[DatasetInfo, dict[str, Any]], DatasetInfo]:
+    """The info of a data set whose ``size`` keyword sets the image side at load time."""
+    return lambda base, specific: replace(base, input_shape=module.input_shape(specific["size"]))
+
+
 _REGISTRY: dict[str, _Entry] = {
     "cifar10": _Entry(cifar.INFO10, lambda root, download, *, seed: cifar.load_cifar10(root, download)),
     "cifar100": _Entry(cifar.INFO100, lambda root, download, *, seed: cifar.load_cifar100(root, download)),
     "fashion_mnist": _Entry(fashion_mnist.INFO, lambda root, download, *, seed: fashion_mnist.load(root, download)),
-    "synthetic": _Entry(_synthetic.INFO, _load_synthetic),
+    "stl10": _Entry(stl10.INFO, lambda root, download, *, seed, size: stl10.load(root, download, size),
+                    _resized_info(stl10)),
+    "synthetic": _Entry(_synthetic.INFO, _load_synthetic, _synthetic_info),
+    "tiny_imagenet": _Entry(tiny_imagenet.INFO,
+                            lambda root, download, *, seed, size: tiny_imagenet.load(root, download, size),
+                            _resized_info(tiny_imagenet)),
 }
 
 
@@ -102,18 +122,14 @@ def _specific(entry: _Entry, kwargs: dict[str, Any]) -> dict[str, Any]:
 def info(name: str, **kwargs: Any) -> DatasetInfo:
     """Static facts about `name` without loading data.
 
-    Data-set-specific keywords (e.g. ``shape``/``classes`` for synthetic)
-    are taken into account; `kwargs` of the result lists every keyword
-    `build` accepts for this data set, common ones included, with defaults.
+    Data-set-specific keywords (e.g. ``shape``/``classes`` for synthetic,
+    ``size`` for stl10 and tiny_imagenet) are taken into account; `kwargs` of
+    the result lists every keyword `build` accepts for this data set, common
+    ones included, with defaults.
     """
     entry = _entry(name)
     specific = _specific(entry, kwargs)
-    base = entry.info
-    if name == "synthetic":
-        shape, classes, _, _ = _synthetic.check_args(
-            specific["shape"], specific["classes"], specific["size"], specific["test_size"]
-        )
-        base = replace(base, input_shape=shape, num_classes=classes)
+    base = entry.info if entry.specialize is None else entry.specialize(entry.info, specific)
     return replace(base, kwargs={**COMMON_KWARGS, **entry.info.kwargs})
 
 
