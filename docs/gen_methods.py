@@ -81,6 +81,8 @@ def value(v) -> str:
     """A default as a recipe spells it."""
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
     if isinstance(v, float):
         return repr(v)
     return str(v)

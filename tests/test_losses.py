@@ -116,6 +116,9 @@ def test_info_specific_flags():
     assert losses.info("crd").hyper == {"feat_dim": 128, "nce_k": 16384, "nce_t": 0.07,
                                         "nce_m": 0.5, "seed": 0}
     assert losses.info("kd").inputs == "logits" and losses.info("mse").inputs == "any"
+    assert losses.info("cc").hyper == {"dim": 128, "gamma": 0.4, "P": 2, "form": "paper"}
+    assert losses.info("ft").hyper == {"p": 1, "form": "paper"}
+    assert losses.info("ab").hyper == {"margin": 1.0, "form": "paper"}
 
 
 def test_unknown_hyper_is_type_error_listing_accepted():
@@ -138,6 +141,9 @@ def test_hyper_type_checks():
     assert isinstance(losses.build("kd", T=2).T, float)
     with pytest.raises(ValueError):
         losses.build("kd", T=0)
+    for name in ("cc", "ft", "ab"):
+        with pytest.raises(TypeError, match="string"):
+            losses.build(name, form=True, s_shape=(3, 4, 4), t_shape=(3, 4, 4))
 
 
 def test_unknown_loss_name():
@@ -514,6 +520,61 @@ def test_cc_value_grad_and_rbf_limit():
         m(s[:1], t[:1])
 
 
+def test_cc_repdistiller_form_value_grad_and_edges():
+    """RepDistiller's Correlation: unnormalised linear embeddings, products of neighbouring rows."""
+    m = losses.build("cc", s_shape=(2, 3), t_shape=(5,), dim=4, form="repdistiller").double()
+    assert m.form == "repdistiller"
+    s, t = rnd(4, 2, 3, seed=134, grad=True), rnd(4, 5, seed=135)
+
+    def emb(x, lin):  # W f + b, written per sample and per output unit, no normalisation
+        return [[sum(row * lin.weight[k]) + lin.bias[k] for k in range(lin.out_features)]
+                for row in x.reshape(x.shape[0], -1)]
+
+    def ref(a, b):
+        es, et = emb(a, m.embed_s), emb(b, m.embed_t)
+        d = [[abs(u - v) for u, v in zip(ri, rj)] for ri, rj in zip(es, et)]
+        pairs = [sum(x * y for x, y in zip(d[i], d[i + 1])) for i in range(len(d) - 1)]
+        return sum(pairs) / len(pairs)
+
+    got = check_value_and_grad(m, ref, s, t)
+    gs, gt = torch.autograd.grad(got, [m.embed_s.weight, m.embed_t.weight])
+    assert gs.abs().sum() > 0 and gt.abs().sum() > 0
+    # gamma and P do not enter this form
+    m.gamma, m.P = 0.9, 5
+    assert_close(m(s, t), ref(s, t))
+    # batch of 2: exactly one neighbouring product
+    assert_close(m(s[:2], t[:2]), ref(s[:2], t[:2]))
+    # the order of the batch matters (neighbours), unlike the paper's form
+    perm = torch.tensor([0, 2, 1, 3])
+    assert not torch.allclose(m(s[perm], t[perm]), m(s, t))
+    # equal embeddings give 0, and so does a difference confined to alternate rows
+    twin = losses.build("cc", s_shape=(5,), t_shape=(5,), dim=3, form="repdistiller").double()
+    twin.embed_t.load_state_dict(twin.embed_s.state_dict())
+    x = rnd(3, 5, seed=136, grad=True)
+    assert_close(twin(x, x.detach().clone()), 0.0)
+    y = x.detach().clone()
+    y[1] += 1.0
+    assert_close(twin(x, y), 0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        m(s[:1], t[:1])
+    # the paper's form is still the default, and the two differ
+    paper = losses.build("cc", s_shape=(2, 3), t_shape=(5,), dim=4).double()
+    assert paper.form == "paper"
+    paper.load_state_dict(m.state_dict())
+    assert not torch.allclose(paper(s, t), m(s, t))
+
+
+def test_cc_form_is_checked():
+    with pytest.raises(ValueError, match="repdistiller"):
+        losses.build("cc", s_shape=(3,), t_shape=(3,), form="RepDistiller")
+    with pytest.raises(TypeError, match="string"):
+        losses.build("cc", s_shape=(3,), t_shape=(3,), form=1)
+    m = losses.build("cc", s_shape=(3,), t_shape=(3,))
+    m.form = "bogus"  # a hyperparameter is read at every forward
+    with pytest.raises(ValueError, match="form"):
+        m(torch.randn(2, 3), torch.randn(2, 3))
+
+
 # =========================================================================== vid
 
 
@@ -648,6 +709,44 @@ def test_ab_value_grad_params():
         losses.build("ab", s_shape=(3, 4, 4), t_shape=(4, 2, 2))
 
 
+def test_ab_repdistiller_form_connector():
+    """RepDistiller's Connector: nothing for equal shapes, else a 1x1 conv with bias and BN."""
+    same = losses.build("ab", s_shape=(3, 2, 2), t_shape=(3, 2, 2), form="repdistiller").double()
+    assert same.form == "repdistiller" and not list(same.parameters()) and not same.state_dict()
+    s, t = rnd(2, 3, 2, 2, seed=144, grad=True), rnd(2, 3, 2, 2, seed=145)
+
+    def ref(a, b, margin=1.0):  # the hinge on the raw student map
+        total = 0.0
+        for idx in itertools.product(*map(range, a.shape)):
+            x = a[idx]
+            if b[idx] > 0:
+                total = total + ((margin - x) ** 2 if x < margin else 0.0)
+            else:
+                total = total + ((margin + x) ** 2 if x > -margin else 0.0)
+        return total / a.shape[0] / 1000
+
+    check_value_and_grad(same, ref, s, t)
+    paper = losses.build("ab", s_shape=(3, 2, 2), t_shape=(3, 2, 2))
+    assert paper.form == "paper" and len(list(paper.parameters())) == 3  # conv weight, BN weight and bias
+
+    other = losses.build("ab", s_shape=(3, 2, 2), t_shape=(4, 2, 2), form="repdistiller").double()
+    conv, bn = other.connector[0], other.connector[1]
+    assert conv.weight.shape == (4, 3, 1, 1) and conv.bias is not None and isinstance(bn, torch.nn.BatchNorm2d)
+    t4 = rnd(2, 4, 2, 2, seed=146)
+
+    def ref_connected(a, b):
+        r = torch.einsum("nchw,kc->nkhw", a, conv.weight[:, :, 0, 0]) + conv.bias.view(1, -1, 1, 1)
+        return ref(bn_train(r, bn), b)
+
+    check_value_and_grad(other, ref_connected, s, t4)
+    vec = losses.build("ab", s_shape=(5,), t_shape=(5,), form="repdistiller")
+    assert not list(vec.parameters())
+    assert isinstance(losses.build("ab", s_shape=(5,), t_shape=(6,), form="repdistiller").connector[0],
+                      torch.nn.Linear)
+    with pytest.raises(ValueError, match="form"):
+        losses.build("ab", s_shape=(3, 2, 2), t_shape=(3, 2, 2), form="identity")
+
+
 # =========================================================================== ft
 
 
@@ -682,6 +781,70 @@ def test_ft_value_grad_and_paraphraser():
     assert_close(m(s, f_t), ref(s, f_t, 2))
     with pytest.raises(ShapeError):
         losses.build("ft", s_shape=(4,), t_shape=(3, 4, 4))
+
+
+def test_ft_repdistiller_form_value_grad_and_pooling():
+    """RepDistiller's FactorTransfer: normalised channel-mean of squares, element-wise mean of |diff|."""
+    m = losses.build("ft", s_shape=(2, 4, 4), t_shape=(3, 4, 4), form="repdistiller").double()
+    assert m.form == "repdistiller" and m.p == 1
+    s, f_t = rnd(2, 2, 4, 4, seed=147, grad=True), rnd(2, 3, 4, 4, seed=148)
+
+    def reduced(f):  # one value per position: mean over channels of f^2, then L2-normalised per sample
+        out = []
+        for sample in f:
+            c, h, w = sample.shape
+            a = [sum(sample[k, i, j] ** 2 for k in range(c)) / c for i in range(h) for j in range(w)]
+            norm = torch.sqrt(sum(v * v for v in a))
+            out.append([v / norm for v in a])
+        return out
+
+    def ref(a, b, p=1):
+        fs, ft = reduced(m.translator(a)), reduced(b)
+        terms = [abs(u - v) if p == 1 else (u - v) ** 2 for rs, rt in zip(fs, ft) for u, v in zip(rs, rt)]
+        return sum(terms) / len(terms)
+
+    got = check_value_and_grad(m, ref, s, f_t)
+    assert torch.autograd.grad(got, m.translator[0].weight)[0].abs().sum() > 0
+    m.p = 2  # RepDistiller's p2=2: the mean of squares, not a norm
+    assert_close(m(s, f_t), ref(s, f_t, 2))
+    m.p = 1
+
+    # a larger teacher factor is average-pooled to the student's size first
+    big = rnd(2, 3, 8, 8, seed=149)
+    pooled = big.reshape(2, 3, 4, 2, 4, 2).mean(dim=(3, 5))
+    assert_close(m(s, big), ref(s, pooled))
+    # the reduction ignores the sign and the scale of the factors: equal up to both, the loss is 0
+    with torch.no_grad():
+        f_s = m.translator(s)
+    m_id = losses.build("ft", s_shape=(3, 4, 4), t_shape=(3, 4, 4), form="repdistiller").double()
+    m_id.translator = torch.nn.Identity()
+    assert_close(m_id(f_s, -3.0 * f_s), 0.0)
+    # the paper's form (the default) differs on the same module
+    paper = losses.build("ft", s_shape=(2, 4, 4), t_shape=(3, 4, 4)).double()
+    assert paper.form == "paper"
+    paper.load_state_dict(m.state_dict())
+    assert not torch.allclose(paper(s, f_t), m(s, f_t))
+    with pytest.raises(ValueError, match="form"):
+        losses.build("ft", s_shape=(2, 4, 4), t_shape=(3, 4, 4), form="rd")
+
+
+def test_paraphraser_without_batchnorm_is_repdistillers():
+    para = losses.Paraphraser(6, rate=0.5, bn=False).double()
+    layers = list(para.encoder) + list(para.decoder)
+    assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in layers)
+    convs = [l for l in layers if isinstance(l, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert [type(c).__name__ for c in convs] == ["Conv2d"] * 3 + ["ConvTranspose2d"] * 3
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(6, 6), (6, 3), (3, 3), (3, 3), (3, 6), (6, 6)]
+    assert all(c.bias is not None and c.kernel_size == (3, 3) for c in convs)
+    assert sum(isinstance(l, torch.nn.LeakyReLU) and l.negative_slope == 0.1 for l in layers) == 6
+    assert len(layers) == 12  # conv, LeakyReLU six times
+    feat = rnd(2, 6, 4, 4, seed=150)
+    factor, rec = para(feat)
+    assert factor.shape == (2, 3, 4, 4) and rec.shape == feat.shape
+    with_bn = losses.Paraphraser(6, rate=0.5)
+    assert sum(isinstance(l, torch.nn.BatchNorm2d) for l in with_bn.modules()) == 6
+    with pytest.raises(TypeError):
+        losses.Paraphraser(6, bn="no")
 
 
 # =========================================================================== fsp

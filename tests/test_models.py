@@ -138,3 +138,62 @@ def test_torchvision_unknown_kwarg_and_name():
 def test_public_api_exports():
     for name in ("build", "names", "info", "list_taps", "resolve", "TapRecorder", "TapError", "format_taps"):
         assert hasattr(models, name)
+
+
+# The residual sum of a CIFAR ResNet block passes through a parameter-free `preact` module so the
+# pre-ReLU stage output can be tapped (RepDistiller's preact features, for AB). The forward must stay
+# what it was: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
+
+
+def _old_basic_block(block, x):
+    out = torch.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    identity = x if block.downsample is None else block.downsample(x)
+    return torch.relu(out + identity)
+
+
+def _old_bottleneck(block, x):
+    out = torch.relu(block.bn1(block.conv1(x)))
+    out = torch.relu(block.bn2(block.conv2(out)))
+    out = block.bn3(block.conv3(out))
+    identity = x if block.downsample is None else block.downsample(x)
+    return torch.relu(out + identity)
+
+
+def _small_resnet50_like():
+    from kdlang.library.models.resnet_imagenet import ResNetCifarStem
+
+    return ResNetCifarStem(num_classes=100, blocks=(1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("name", ["resnet8", "resnet20", "resnet8x4", "bottleneck"])
+def test_resnet_preact_module_leaves_forward_and_state_unchanged(name):
+    torch.manual_seed(0)
+    model = _small_resnet50_like() if name == "bottleneck" else build(name, num_classes=100)
+    old_block = _old_bottleneck if name == "bottleneck" else _old_basic_block
+    preacts = [m for n, m in model.named_modules() if n.endswith(".preact")]
+    blocks = [m for m in model.modules() if hasattr(m, "preact")]
+    assert preacts and len(preacts) == len(blocks)
+    assert all(isinstance(m, nn.Identity) and not list(m.parameters()) and not list(m.buffers()) for m in preacts)
+    assert not any("preact" in key for key in model.state_dict())
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            h = model.stem(x)
+            stages = [getattr(model, f"layer{i}") for i in range(1, 5) if hasattr(model, f"layer{i}")]
+            for stage in stages:
+                for block in stage:
+                    h = old_block(block, h)
+            expected = model.fc(model.pool(h))
+            assert torch.equal(model(x), expected)  # train mode: batch statistics, so the same too
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet8x4"])
+def test_resnet_state_dict_loads_across_the_preact_change(name):
+    """Checkpoints written before `preact` existed have exactly the keys the model has now."""
+    with torch.device("meta"):
+        model = build(name, num_classes=100)
+    keys = set(model.state_dict())
+    assert not any("preact" in k for k in keys)
+    assert sum(k.endswith("bn2.running_mean") for k in keys) == sum(1 for m in model.modules() if hasattr(m, "preact"))

@@ -233,3 +233,72 @@ def test_inplace_overwrite_is_detected_or_cloned():
     with TapRecorder(net, ["0"], clone=True) as rec:
         net(x)
         assert (rec["0"] < 0).any()
+
+
+# RepDistiller's pre-activation stage outputs (`preact=True`, the features AB reads), as kdlang taps:
+# the last block's `preact` for CIFAR ResNets, the BN that opens what follows each stage for WRNs,
+# the last BN of each stage for VGG (four stages there: RepDistiller's block1..block4).
+PREACT_TAPS = {
+    "resnet20": ["layer1.2.preact", "layer2.2.preact", "layer3.2.preact"],
+    "resnet8x4": ["layer1.0.preact", "layer2.0.preact", "layer3.0.preact"],
+    "resnet32x4": ["layer1.4.preact", "layer2.4.preact", "layer3.4.preact"],
+    "wrn_16_2": ["layer2.0.bn1", "layer3.0.bn1", "head.0"],
+    "vgg8": ["layer2.1", "layer3.1", "layer4.1", "layer5.1"],
+    "vgg13": ["layer2.4", "layer3.4", "layer4.4", "layer5.4"],
+}
+# The post-ReLU stage outputs those taps precede (RepDistiller's feat[1:-1] without preact).
+STAGE_TAPS = {
+    "resnet": ["layer1", "layer2", "layer3"],
+    "wrn": ["layer1", "layer2", "layer3"],
+    "vgg": ["layer2", "layer3", "layer4", "layer5"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PREACT_TAPS))
+def test_preact_taps_are_the_pre_relu_stage_outputs(name):
+    torch.manual_seed(0)
+    model = build(name, num_classes=100).eval()
+    family = "wrn" if name.startswith("wrn") else "vgg" if name.startswith("vgg") else "resnet"
+    preacts, stages = PREACT_TAPS[name], STAGE_TAPS[family]
+    listed = {t.name: t for t in list_taps(model, CIFAR)}
+    for pre, stage in zip(preacts, stages):
+        assert listed[pre].calls == 1 and listed[pre].shape == listed[stage].shape
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with TapRecorder(model, preacts + stages) as rec, torch.no_grad():
+        model(x)
+        values = rec.values
+    for pre, stage in zip(preacts, stages):
+        assert (values[pre] < 0).any()  # before a ReLU
+        if family == "wrn":  # pre-activation blocks: the stage output is the sum, its BN is the preact
+            bn = model.get_submodule(pre)
+            torch.testing.assert_close(values[pre], bn(values[stage]))
+        else:  # the stage output is the ReLU of the preact
+            torch.testing.assert_close(torch.relu(values[pre]), values[stage])
+
+
+# RepDistiller's FSP reads feat[:-1]: the stem and the three stages of a ResNet or WRN (four maps,
+# three pairs), all five stages of a VGG (five maps, four pairs).
+FSP_TAPS = {"resnet": ["stem", "layer1", "layer2", "layer3"], "wrn": ["stem", "layer1", "layer2", "layer3"],
+            "vgg": ["layer1", "layer2", "layer3", "layer4", "layer5"]}
+
+
+@pytest.mark.parametrize("teacher,student,ok", [
+    ("resnet56", "resnet20", True), ("resnet110", "resnet32", True), ("resnet32x4", "resnet8x4", True),
+    ("wrn_40_2", "wrn_16_2", True), ("vgg13", "vgg8", True), ("wrn_40_2", "wrn_40_1", False),
+])
+def test_fsp_taps_give_repdistillers_maps(teacher, student, ok):
+    from kdlang.library import losses
+
+    family = "wrn" if teacher.startswith("wrn") else "vgg" if teacher.startswith("vgg") else "resnet"
+    shapes = {}
+    for name in (teacher, student):
+        with torch.device("meta"):
+            model = build(name, num_classes=100)
+        listed = {t.name: t.shape for t in list_taps(model, CIFAR)}
+        shapes[name] = [listed[path] for path in FSP_TAPS[family]]
+    assert [s[1:] for s in shapes[teacher]] == [s[1:] for s in shapes[student]]  # same resolutions
+    if ok:
+        losses.build("fsp", s_shape=shapes[student], t_shape=shapes[teacher])
+    else:
+        with pytest.raises(losses.ShapeError):
+            losses.build("fsp", s_shape=shapes[student], t_shape=shapes[teacher])

@@ -68,8 +68,19 @@ def exponential(value: float, gamma: float, every: float = 1.0) -> Schedule:
     return Schedule(lambda t: value * gamma ** math.floor(t / every))
 
 
-def warmup(epochs: float, start: float = 0.0) -> Schedule:
-    return Schedule(lambda t: start + (1.0 - start) * _progress(t, 0.0, epochs), (0.0, epochs))
+def warmup(epochs: float, start: float = 0.0, per: str = "step") -> Schedule:
+    """From `start` to 1 over the first `epochs` epochs.
+
+    `per="step"` rises at every step. `per="epoch"` holds each epoch at the value the per-step
+    ramp reaches at that epoch's end, `start + (1 - start) * min((e + 1) / epochs, 1)` during
+    0-based epoch `e`: mdistiller's `min(epoch / warmup, 1)` with 1-based whole epochs.
+    """
+    if per == "step":
+        return Schedule(lambda t: start + (1.0 - start) * _progress(t, 0.0, epochs), (0.0, epochs))
+    if per == "epoch":
+        return Schedule(lambda t: start + (1.0 - start) * _progress(math.floor(t) + 1.0, 0.0, epochs),
+                        (0.0, epochs))
+    raise ValueError(f'warmup: `per=` is "step" or "epoch", not "{per}"')
 
 
 def _progress(t: float, s: float, e: float) -> float:
@@ -95,6 +106,7 @@ FUNCTIONS = {
                              "value times gamma at each epoch in `at`")),
     "exponential": (exponential, Signature("exponential", ("value",), {"gamma": Signature.REQUIRED, "every": 1.0},
                                            "value times gamma every `every` epochs")),
-    "warmup": (warmup, Signature("warmup", (), {"epochs": Signature.REQUIRED, "start": 0.0},
-                                 "from `start` to 1 linearly over the first epochs, then 1")),
+    "warmup": (warmup, Signature("warmup", (), {"epochs": Signature.REQUIRED, "start": 0.0, "per": "step"},
+                                 "from `start` to 1 linearly over the first epochs, then 1; "
+                                 '`per="epoch"` holds each epoch at its end value')),
 }

@@ -107,7 +107,7 @@ SCHEDULE_KEYWORD_KINDS = {
     "cosine": {"epochs": "range"},
     "step": {"at": "list", "gamma": "number"},
     "exponential": {"gamma": "number", "every": "number"},
-    "warmup": {"epochs": "number", "start": "number"},
+    "warmup": {"epochs": "number", "start": "number", "per": "string"},
 }
 
 # Example values for required keywords, shown by "needs `key=`" diagnostics; (function, key) first.

@@ -91,11 +91,11 @@ class MLPHead(nn.Module):
 class ParaphraserBranch(nn.Module):
     """Factor transfer's paraphraser as a branch: outputs `factor` and `recon`."""
 
-    def __init__(self, channels: int, rate: float):
+    def __init__(self, channels: int, rate: float, bn: bool = True):
         super().__init__()
         from kdlang.library.losses import Paraphraser
 
-        self.net = Paraphraser(channels, rate)
+        self.net = Paraphraser(channels, rate, bn)
 
     def forward(self, x):
         factor, recon = self.net(x)
@@ -109,6 +109,8 @@ def output_shapes(kind: str, args: dict, in_shape: tuple, classes: int) -> dict:
     if kind == "paraphraser":
         if len(in_shape) != 3:
             raise ValueError(f"a paraphraser needs a feature map [C, H, W], got {list(in_shape)}")
+        if not isinstance(args.get("bn", True), bool):
+            raise ValueError(f"a paraphraser's `bn=` is true or false, got {args['bn']!r}")
         channels = max(1, int(in_shape[0] * float(args.get("rate", 0.5))))
         return {"factor": (channels, *in_shape[1:]), "recon": tuple(in_shape)}
     raise KeyError(kind)
@@ -121,7 +123,7 @@ def build_branch(kind: str, args: dict, in_shape: tuple, classes: int) -> nn.Mod
     if kind == "mlp":
         return MLPHead(width, int(args["hidden"]), int(args.get("out") or classes))
     if kind == "paraphraser":
-        return ParaphraserBranch(int(in_shape[0]), float(args.get("rate", 0.5)))
+        return ParaphraserBranch(int(in_shape[0]), float(args.get("rate", 0.5)), args.get("bn", True))
     raise KeyError(kind)
 
 

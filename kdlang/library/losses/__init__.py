@@ -58,6 +58,10 @@ def _coerce(loss: str, key: str, default, value):
         if not isinstance(value, bool):
             raise TypeError(f"{where} must be a bool, got {value!r}")
         return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, got {value!r}")
+        return value
     if isinstance(value, bool):
         raise TypeError(f"{where} must be a number, got {value!r}")
     if isinstance(default, int):

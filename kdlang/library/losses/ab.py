@@ -23,6 +23,13 @@ recipe expresses as term weights, so they are not part of this loss.
 
 Teacher inputs must be PRE-activation maps (before ReLU), otherwise
 ``t > 0`` is not the activation boundary.
+
+Hyperparameter ``form`` picks the connector. ``form="paper"`` (default):
+always the 1x1 conv (no bias, He init) -> BN above, as in the authors' code.
+``form="repdistiller"``: RepDistiller's ``Connector``: no connector at all
+(the identity, nothing to train) when the student and teacher maps have the
+same shape, otherwise a 1x1 conv WITH bias (PyTorch's default init) -> BN.
+The loss itself is the same in both forms.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ INFO = LossInfo(
     summary="activation boundaries: squared-hinge loss making the connected student activate where the teacher does",
     paper=("Heo, Lee, Yun & Choi, Knowledge Transfer via Distillation of Activation Boundaries "
            "Formed by Hidden Neurons, AAAI 2019"),
-    formula="L = sum(1[t>0] relu(m - r(s))^2 + 1[t<=0] relu(m + r(s))^2) / N / 1000, r = BN(conv1x1(s))",
-    hyper={"margin": 1.0},
+    formula=("L = sum(1[t>0] relu(m - r(s))^2 + 1[t<=0] relu(m + r(s))^2) / N / 1000, r = BN(conv1x1(s)); "
+             "repdistiller: r = s when the shapes are equal"),
+    hyper={"margin": 1.0, "form": "paper"},
     needs=(),
     inputs="feature",
     trainable=True,
@@ -50,7 +58,16 @@ INFO = LossInfo(
 )
 
 
-def connector(s: tuple, t: tuple) -> nn.Sequential:
+FORMS = ("paper", "repdistiller")
+
+
+def connector(s: tuple, t: tuple, form: str = "paper") -> nn.Sequential:
+    if form == "repdistiller":
+        if tuple(s) == tuple(t):
+            return nn.Sequential()  # RepDistiller connects equal shapes with nothing
+        if len(s) == 3:
+            return nn.Sequential(nn.Conv2d(s[0], t[0], kernel_size=1), nn.BatchNorm2d(t[0]))
+        return nn.Sequential(nn.Linear(s[0], t[0]), nn.BatchNorm1d(t[0]))
     if len(s) == 3:
         conv = nn.Conv2d(s[0], t[0], kernel_size=1, bias=False)
         nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / t[0]))  # He init (fan-out)
@@ -61,9 +78,9 @@ def connector(s: tuple, t: tuple) -> nn.Sequential:
 class AB(DistillLoss):
     loss_name = "ab"
 
-    def __init__(self, s: tuple, t: tuple, *, margin: float):
-        super().__init__(margin=margin)
-        self.connector = connector(s, t)
+    def __init__(self, s: tuple, t: tuple, *, margin: float, form: str = "paper"):
+        super().__init__(margin=margin, form=form)
+        self.connector = connector(s, t, form)
 
     def forward(self, student, teacher, labels=None, index=None):
         teacher = as_constant(teacher)
@@ -77,7 +94,9 @@ class AB(DistillLoss):
         return per_elem.sum() / student.shape[0] / 1000.0
 
 
-def make(s_shape=None, t_shape=None, num_data=None, *, margin):
+def make(s_shape=None, t_shape=None, num_data=None, *, margin, form):
+    if form not in FORMS:
+        raise ValueError(f"ab: form must be one of {', '.join(repr(f) for f in FORMS)}, got {form!r}")
     s, t = norm_shape(s_shape, "ab s_shape"), norm_shape(t_shape, "ab t_shape")
     require("ab", s_shape=s, t_shape=t)
     if len(s) == 3 and len(t) == 3:
@@ -88,4 +107,4 @@ def make(s_shape=None, t_shape=None, num_data=None, *, margin):
         raise ShapeError(f"ab: needs two (C,H,W) maps or two (D,) vectors, got {fmt(s)} and {fmt(t)}")
     if margin < 0:
         raise ValueError(f"ab: margin must be >= 0, got {margin}")
-    return AB(s, t, margin=margin)
+    return AB(s, t, margin=margin, form=form)

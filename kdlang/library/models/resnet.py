@@ -6,10 +6,14 @@ and 8 pixels, global average pooling and a linear classifier.
 Children, in order: ``stem`` (conv-BN-ReLU), ``layer1``, ``layer2``,
 ``layer3`` (each a ``Sequential`` of :class:`BasicBlock`; a stage's output is
 its last block's post-ReLU output), ``pool`` (``[N, widths[3]]``), ``fc``.
-Inside a block: ``conv1``, ``bn1``, ``relu``, ``conv2``, ``bn2`` and, when the
-shape changes, ``downsample`` (``.0`` conv, ``.1`` BN). ``relu`` is shared and
-runs twice per block: ``relu#1`` after ``bn1``, ``relu#2`` after the residual
-sum (the block output).
+Inside a block: ``conv1``, ``bn1``, ``relu``, ``conv2``, ``bn2``, ``preact``
+and, when the shape changes, ``downsample`` (``.0`` conv, ``.1`` BN). ``relu``
+is shared and runs twice per block: ``relu#1`` after ``bn1``, ``relu#2`` after
+the residual sum (the block output). ``preact`` is a parameter-free identity
+that outputs the residual sum *before* that ReLU, so it can be tapped: the
+last block's ``preact`` of a stage (``layer1.{n-1}.preact`` for ``n`` blocks
+per stage) is the stage's pre-activation output, RepDistiller's
+``preact=True`` feature used by AB.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU()
         self.conv2 = conv3x3(out_ch, out_ch)
         self.bn2 = nn.BatchNorm2d(out_ch)
+        self.preact = nn.Identity()  # the residual sum before the last ReLU, as a tap
         self.downsample = None
         if stride != 1 or in_ch != out_ch:
             self.downsample = nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
@@ -43,7 +48,7 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self.relu(self.preact(out + identity))
 
 
 def make_stage(in_ch: int, out_ch: int, blocks: int, stride: int) -> nn.Sequential:

@@ -7,9 +7,12 @@ stride-1 conv so 32x32 inputs keep enough resolution (ends at 4x4).
 Children, in order: ``stem`` (conv-BN-ReLU), ``layer1``..``layer4``
 (``Sequential`` of :class:`Bottleneck`, outputs post-ReLU), ``pool``
 (``[N, 2048]``), ``fc``. Inside a block: ``conv1``, ``bn1``, ``conv2``,
-``bn2``, ``conv3``, ``bn3``, ``relu`` and, when the shape changes,
+``bn2``, ``conv3``, ``bn3``, ``relu``, ``preact`` and, when the shape changes,
 ``downsample``. ``relu`` is shared and runs three times (``relu#3`` is the
-block output), the torchvision convention.
+block output), the torchvision convention. ``preact`` is a parameter-free
+identity on the residual sum before the last ReLU, so the pre-activation
+output of a stage is tappable as its last block's ``preact`` (RepDistiller's
+``preact=True`` feature).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(planes, out_ch)
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU()
+        self.preact = nn.Identity()  # the residual sum before the last ReLU, as a tap
         self.downsample = None
         if stride != 1 or in_ch != out_ch:
             self.downsample = nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
@@ -44,7 +48,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self.relu(self.preact(out + identity))
 
 
 class ResNetCifarStem(nn.Module):

@@ -8,7 +8,10 @@ The classifier is a single linear layer on the globally pooled 512-d feature
 Children, in order: ``layer1``, ``down1``, ``layer2``, ``down2``, ``layer3``,
 ``down3``, ``layer4``, ``layer5``, ``pool`` (``[N, 512]``), ``fc``. Inside a
 stage, conv ``i`` is ``layerK.{3i}``, its BN ``layerK.{3i+1}`` and its ReLU
-``layerK.{3i+2}``; the stage output is the last ReLU.
+``layerK.{3i+2}``; the stage output is the last ReLU. The stage's last BN is
+its pre-activation output (RepDistiller's ``preact=True`` feature): for
+example ``layer2.1`` in vgg8 (one conv per stage), ``layer2.4`` in vgg13
+(two convs per stage).
 """
 
 from __future__ import annotations

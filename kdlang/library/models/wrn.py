@@ -11,6 +11,11 @@ outputs are residual sums without a final ReLU (the features RepDistiller
 taps as f1..f3); the post-activation last feature map is ``head``.
 Inside a block: ``bn1``, ``relu1``, ``conv1``, ``bn2``, ``relu2``,
 (``dropout``), ``conv2`` and, when the width changes, ``shortcut``.
+
+Pre-activation (pre-ReLU) stage outputs, RepDistiller's ``preact=True``
+features used by AB, are the BatchNorms that open what follows each stage:
+``layer2.0.bn1`` (stage 1), ``layer3.0.bn1`` (stage 2) and ``head.0``
+(stage 3).
 """
 
 from __future__ import annotations
