@@ -168,6 +168,7 @@ def arguments_section() -> str:
     from kdlang.library import signatures as s
 
     stage = keywords(s.STAGE_ARGS.keywords).replace(f'`data="{DEFAULT_DATA}"`', f"`data={DEFAULT_DATA}`")
+    stage = stage.replace("`epochs` (required)", "`epochs` (required; `0` or left out in an evaluation stage)")
     rows = [
         ["`stage NAME(...)`", stage],
         ["`level NAME ...`", keywords(s.LEVEL_ARGS.keywords)],

@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                    "  kdlang compile R.kd --run --resume runs/try")
     comp.add_argument("recipe", metavar="RECIPE")
     comp.add_argument("--print-ir", action="store_true", help="print the lowered program, one node a line")
-    comp.add_argument("--run", action="store_true", help="train every stage")
+    comp.add_argument("--run", action="store_true", help="run every stage (train it, or only evaluate)")
     comp.add_argument("--smoke", action="store_true", help="run every stage for two batches")
     comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a recipe value by dotted path (repeatable)")

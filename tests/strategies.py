@@ -206,6 +206,7 @@ _levels = st.one_of(seq("{", "}"), seq("{", st.lists(_level, min_size=1, max_siz
 
 _stage_item = st.one_of(
     seq("train", name_list),
+    seq("evaluate", name_list),
     seq("losses", name_list),
     seq("optimizer", call_tokens),
     seq("lr", call_tokens),

@@ -130,6 +130,35 @@ def test_print_ir_lists_every_stage_in_order(recipe):
     assert "# frozen, inference_mode" in text
 
 
+def test_an_evaluation_stage_lowers_to_frozen_heads_only(tmp_path):
+    path = tmp_path / "r.kd"
+    path.write_text(TINY.read_text().replace("report top1", "stage check {\n  evaluate student, mg, teacher\n}\n"
+                                              "report top1"))
+    recipe = kdlang.load(path)
+    module = recipe.compile("check")
+    assert not module.trained and not module.loss_keys and not module.trainable_parameters()
+    assert [h for h, _ in module.heads] == ["student", "mg.fine", "mg.coarse", "teacher"]  # as written
+    assert module.frozen_side == set(module.order) == {"student", "teacher", "mg"}
+    logits = module.predict(batch()[0])
+    assert set(logits) == {"student", "mg.fine", "mg.coarse", "teacher"}
+    text = format_ir(recipe)
+    assert "stage check (evaluation, evaluates: student, mg, teacher)" in text
+    assert "  evaluate student=%student:output, mg.fine=%mg.fine.logits, mg.coarse=%mg.coarse.logits, " \
+           "teacher=%teacher:output" in text
+
+
+def test_evaluating_a_granularity_loaded_without_decoders_is_refused(tmp_path, recipe):
+    encoders_only = {k: v for k, v in recipe.component("mg").state_dict().items() if ".decoder." not in k}
+    torch.save(encoders_only, tmp_path / "mg.pt")
+    path = tmp_path / "r.kd"
+    path.write_text(TINY.read_text().replace("granularity mg on t_feat {", 'granularity mg on t_feat from "mg.pt" {')
+                    .replace("report top1", "stage check {\n  evaluate mg\n}\nreport top1"))
+    with pytest.raises(RecipeError) as info:
+        kdlang.load(path)
+    assert 'checkpoint "mg.pt" for `mg` holds no decoders (no class logits), but stage `check` evaluates it' \
+        in str(info.value)
+
+
 def test_loss_modules_are_named_per_instance(recipe):
     module = recipe.compile("distill")
     assert module_key("distill.codes#2") in module.losses
@@ -195,3 +224,22 @@ def test_teacher_cache_size_is_counted_from_inferred_shapes_and_auto_declines_wh
     assert not auto.caches_teacher(False, cache_bytes=free_memory("cpu"))  # more than half the free memory
     assert not auto.caches_teacher(True, cache_bytes=0)  # augmented data changes every epoch
     assert insist.caches_teacher(False, cache_bytes=free_memory("cpu"))
+
+
+def test_a_smoke_runs_random_models_get_batchnorm_statistics_of_real_batches(tmp_path):
+    path = tmp_path / "r.kd"
+    path.write_text(TINY.read_text().replace("from stage teach", 'from "missing.pt" frozen')
+                    .replace("train teacher", "train student").replace("ce(t_logits", "ce(s_logits"))
+    recipe = kdlang.load(path, allow_missing_checkpoints=True)
+    assert recipe.uncalibrated == {"teacher"}
+    teacher = recipe.component("teacher").eval()
+    first = teacher.layer1[1]
+    momenta = [m.momentum for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    batches = [torch.randn(8, 1, 28, 28) * 3 + 1 for _ in range(2)]
+    assert recipe.calibrate_batchnorm(["teacher", "student"], batches) == ["teacher"]
+    with torch.no_grad():  # the cumulative mean over both batches of the first conv's output
+        expected = torch.cat([teacher.layer1[0](b) for b in batches]).mean(dim=(0, 2, 3))
+    assert torch.allclose(first.running_mean, expected, atol=1e-5)
+    assert [m.momentum for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)] == momenta
+    assert not teacher.training and recipe.uncalibrated == set()
+    assert recipe.calibrate_batchnorm(["teacher"], batches) == []  # once only

@@ -177,6 +177,32 @@ def test_trains_edges_are_dashed_and_point_at_the_component():
     assert "compound=true" in dot and "rankdir=LR" in dot
 
 
+def test_evaluates_edges_are_dotted_and_reach_the_stage_evaluate_node():
+    dot = _dot("robustness")
+    for stage, component in (("distill", "teacher"), ("robust", "kd_student"), ("robust", "student"),
+                             ("robust", "mg")):
+        line = _edge_line(dot, component, f"evaluate {stage}")
+        assert "style=dotted" in line and render.EVALUATES_EDGE in line and f"lhead=cluster_stage_{stage}" in line
+    assert "stage evaluates" in dot.splitlines()[1]  # the legend says so, only when a stage evaluates
+    assert "stage evaluates" not in _dot("mas_kd")
+    assert "evaluated in robust" in _node_line(dot, "kd_student")
+
+
+def test_an_evaluation_stage_has_no_objective_and_says_so():
+    dot = _dot("robustness")
+    robust = _cluster(dot, "cluster_stage_robust")
+    assert 'label="2. stage robust · evaluation only"' in robust
+    assert "Σ" not in robust and _node_line(robust, "evaluate robust")
+    assert "Σ" in _cluster(dot, "cluster_stage_distill")
+
+
+def test_a_model_only_evaluated_is_on_neither_side():
+    dot = _dot("robustness")
+    assert "kd_student" not in _cluster(dot, "cluster_teacher") + _cluster(dot, "cluster_student")
+    assert _node_line(_cluster(dot, "cluster_teacher"), "teacher")  # evaluated, but distilled from
+    assert _node_line(_cluster(dot, "cluster_student"), "student")
+
+
 def test_data_feeds_the_models_its_stages_run():
     dot = _dot("fitnet_probe")
     assert _edge_line(dot, "data", "teacher") and _edge_line(dot, "data", "student")

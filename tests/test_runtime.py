@@ -140,3 +140,72 @@ def test_missing_data_is_a_positioned_diagnostic_with_the_fix(tmp_path, capsys):
     assert execute(recipe, tmp_path / "run", smoke=True) == 2
     err = capsys.readouterr().err
     assert "common.kd:5:1: error:" in err and "hint:" in err and "Traceback" not in err
+
+
+TRAIN_ONE = """kdlang 1
+recipe "one student"
+data synthetic(shape=[1, 28, 28], classes=4, size=96, test_size=32, batch=16, val=32)
+model student = zoo.cnn_small()
+tap s_logits = student.output
+stage fit(epochs=2) {
+  train student
+  optimizer sgd(lr=0.05, momentum=0.9)
+  loss ce = ce(s_logits, label)
+}
+report top1 on test
+"""
+
+EVALUATE = """kdlang 1
+recipe "robustness"
+data synthetic(shape=[1, 28, 28], classes=4, size=96, test_size=32, batch=16, val=32)
+model trained = zoo.cnn_small() from "{run}/student.pt" frozen
+model saved   = zoo.cnn_small() from "saved.pt" frozen
+model fresh   = zoo.cnn_small()
+tap f_logits = fresh.output
+tap t_logits = trained.output
+stage fit(epochs=1) {{
+  train fresh
+  evaluate saved
+  optimizer sgd(lr=0.05)
+  loss kd = kd(f_logits, t_logits)
+}}
+stage robust {{
+  evaluate trained, saved, fresh
+}}
+report top1 on test, select best on val, noise [0, 0.5]
+"""
+
+
+def test_an_evaluation_stage_measures_models_loaded_from_files(tmp_path):
+    first = tmp_path / "first.kd"
+    first.write_text(TRAIN_ONE)
+    assert execute(kdlang.load(first), tmp_path / "first") == 0
+    trained_top1 = json.loads((tmp_path / "first" / "metrics.jsonl").read_text().splitlines()[-1])["test/student/top1"]
+    torch.manual_seed(7)
+    saved = kdlang.models.build("cnn_small", num_classes=4, in_channels=1)
+    torch.save(saved.state_dict(), tmp_path / "saved.pt")
+
+    path = tmp_path / "robust.kd"
+    path.write_text(EVALUATE.format(run=tmp_path / "first"))
+    recipe = kdlang.load(path)
+    assert recipe.graph.evaluation_only("robust") and not recipe.graph.evaluation_only("fit")
+    assert [h for h, _ in recipe.heads("fit")] == ["fresh", "saved"]  # trained heads first
+    assert [h for h, _ in recipe.heads("fit", evaluated=False)] == ["fresh"]  # what `select best` looks at
+    assert execute(recipe, tmp_path / "run") == 0
+
+    out = tmp_path / "run"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [("fit", 1), ("robust", 0)]  # nothing trains: epoch 0
+    robust = rows[-1]
+    assert robust["test/trained/top1"] == trained_top1  # the first run's student, as it left that run
+    assert {"val/saved/top1", "test/fresh/top1"} <= set(robust) and not any(k.startswith("train/") for k in robust)
+    assert rows[0]["test/saved/top1"] == robust["test/saved/top1"]  # frozen while `fit` trains `fresh`
+    assert json.loads((out / "run.json").read_text())["title"] == "robustness"
+
+    summary = (out / "summary.md").read_text()
+    table, noise = summary.split("Gaussian input noise")
+    for head in ("trained", "saved", "fresh"):
+        assert f"| robust | {head} | - |" in table  # no epoch is selected: the one evaluation is both
+        assert f"| robust | {head} | " in noise
+    assert "| fit | saved |" in noise and "| stage | head | std 0 | std 0.5 |" in noise
+    assert not (out / "models" / "trained.pt").exists()  # only what the run trains is exported

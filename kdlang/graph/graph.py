@@ -1,7 +1,8 @@
-"""RecipeGraph: declarations as networkx nodes; data-flow and "trained in" edges between them.
+"""RecipeGraph: declarations as networkx nodes; data-flow, "trained in" and "evaluated in" edges.
 
-Edges point from what is read to what reads it (`flow`), and from a stage to each thing it trains
-(`trains`). The flow subgraph must be acyclic; everything should flow into some stage.
+Edges point from what is read to what reads it (`flow`), from a stage to each thing it trains
+(`trains`) and from a stage to each thing it evaluates without training it (`evaluates`). The flow
+subgraph must be acyclic; everything should flow into some stage.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from kdlang.graph.resolve import Resolution
 from kdlang.graph.symbols import Symbols
 from kdlang.syntax.loader import Program
 
-FLOW, TRAINS = "flow", "trains"
+FLOW, TRAINS, EVALUATES = "flow", "trains", "evaluates"
 
 
 class RecipeGraph:
@@ -31,6 +32,9 @@ class RecipeGraph:
         for stage in symbols.stages:
             for component in self.trained_in(stage.name.text):
                 self.g.add_edge(stage.name.text, component, kind=TRAINS)
+            for component in self.evaluated_in(stage.name.text):
+                if not self.g.has_edge(stage.name.text, component):  # trained there: a `trains` edge
+                    self.g.add_edge(stage.name.text, component, kind=EVALUATES)
 
     # ---- queries used by passes, lowering and rendering ----------------------------------
     @property
@@ -66,6 +70,14 @@ class RecipeGraph:
     def trained_in(self, stage: str) -> list[str]:
         ty = self.resolution.types.get(stage)
         return sorted(ty.components) if ty is not None else []
+
+    def evaluated_in(self, stage: str) -> list[str]:
+        """The components a stage's `evaluate` items name, in the order written, each once."""
+        return list(dict.fromkeys(self.resolution.evaluated.get(stage, ())))
+
+    def evaluation_only(self, stage: str) -> bool:
+        """A stage that evaluates and trains nothing: no optimizer, no losses, no epochs."""
+        return self.decl(stage).node.evaluation_only
 
     def stage_losses(self, stage: str) -> list[str]:
         """Keys of the losses a stage optimises: its own `loss` items, then those named by `losses`."""

@@ -50,6 +50,7 @@ def unused(graph: RecipeGraph):
     roots = set(graph.stages)
     for stage in graph.stages:
         roots.update(graph.trained_in(stage))
+        roots.update(graph.evaluated_in(stage))
         if graph.stage_data(stage) in graph.g:  # an undeclared data set is resolve's to report
             roots.add(graph.stage_data(stage))
     reached = roots | graph.upstream(roots)
@@ -243,7 +244,8 @@ def _num(x) -> str:
 
 
 def stages(graph: RecipeGraph):
-    """Each stage trains something, with an optimizer and losses whose inputs exist by then."""
+    """Each stage trains or evaluates something; a training stage has an optimizer and losses, an
+    evaluation stage has neither; what a stage reads or evaluates exists by then."""
     problems = []
     symbols = graph.symbols
     trained_before: set[str] = set()
@@ -257,15 +259,22 @@ def stages(graph: RecipeGraph):
         what = f"stage `{stage}`"
         epochs = graph.stage_epochs(stage)
         epochs_arg = next((k for k in node.kwargs if k.name.text == "epochs"), None)
-        if epochs_arg is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
+        if node.evaluation_only:
+            if epochs_arg is not None and (epochs != 0 or isinstance(epochs, bool)):
+                problems.append(error(f"{what} only evaluates: it runs no epochs", epochs_arg.value.span,
+                                      hint="leave `epochs=` out (or write `epochs=0`), or add `train NAME` "
+                                      "to train for that many epochs"))
+            problems += _evaluation_only_items(node)
+        elif epochs_arg is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
             problems.append(error("`epochs=` must be a positive whole number", epochs_arg.value.span,
                                   hint="e.g. `epochs=10`"))
         trained = set(graph.trained_in(stage))
         problems += _missing_data(graph, stage)
-        if not node.of(ast.Train):
-            problems.append(error(f"{what} trains nothing", node.name.span,
-                                  hint="add `train student` (models, granularities or branches)"))
-        if not node.of(ast.Optimizer):
+        if not node.of(ast.Train) and not node.of(ast.Evaluate):
+            problems.append(error(f"{what} trains nothing and evaluates nothing", node.name.span,
+                                  hint="add `train student` (models, granularities or branches), "
+                                  "or `evaluate NAME` to only measure them"))
+        if not node.of(ast.Optimizer) and not node.evaluation_only:
             problems.append(error(f"{what} has no optimizer", node.name.span,
                                   hint="add e.g. `optimizer sgd(lr=0.05, momentum=0.9, weight_decay=5e-4)`"))
         losses = graph.stage_losses(stage)
@@ -292,8 +301,11 @@ def stages(graph: RecipeGraph):
                     problems.append(warning(f"the teacher side of loss `{loss.name}` (`{teacher}`) is trained in {what}",
                                             loss.span, hint="distil from a frozen teacher: remove it from `train`"))
         for key in losses + graph.stage_excites(stage):
+            user = graph.decl(key)
             for component in sorted(graph.components(key) - trained):
-                _check_ready(graph, stage, key, component, trained_before, first_trained, warned, problems)
+                _check_ready(graph, stage, component, trained_before, first_trained, problems,
+                             reader=f"`{user.name}`", span=user.span, warned=warned)
+        problems += _evaluated(graph, stage, trained, trained_before, first_trained)
         trained_before |= trained
     problems += _checkpoint_stages(graph, first_trained)
     return problems
@@ -312,21 +324,83 @@ def _missing_data(graph, stage) -> list:
                   hint="declare it, e.g. `data fashion_mnist(batch=128)`")]
 
 
-def _check_ready(graph, stage, key, component, trained_before, first_trained, warned, problems):
+_EVALUATION_ONLY_ITEMS = (
+    (ast.Optimizer, "optimizer", "optimizer"), (ast.Lr, "lr", "learning-rate schedule"),
+    (ast.Loss, "loss", "losses"), (ast.Losses, "losses", "losses"), (ast.Excite, "excite", "excitations"),
+)
+
+
+def _evaluation_only_items(node: ast.Stage) -> list:
+    """An evaluation stage (`evaluate`, no `train`) takes no optimizer, lr, losses or excitations."""
+    problems = []
+    for item in node.items:
+        for kind, keyword, what in _EVALUATION_ONLY_ITEMS:
+            if isinstance(item, kind):
+                problems.append(error(f"stage `{node.name.text}` only evaluates: it takes no {what}", item.span,
+                                      hint=f"remove the `{keyword}` line, or add `train NAME` to make it a "
+                                      "training stage"))
+    return problems
+
+
+def _evaluated(graph, stage, trained, trained_before, first_trained) -> list:
+    """What a stage evaluates must be ready: trained by an earlier stage, or loaded from a file."""
+    problems, seen = [], set()
+    node = graph.decl(stage).node
+    for name in (n for item in node.of(ast.Evaluate) for n in item.names):
+        decl = graph.symbols.lookup(name.text)
+        if decl is None or decl.key not in graph.evaluated_in(stage):
+            continue  # resolve reported it
+        if decl.key in trained or decl.key in seen:
+            reason = f"stage `{stage}` trains it" if decl.key in trained else "it is listed twice"
+            problems.append(warning(f"`{name.text}` is evaluated already: {reason}", name.span,
+                                    hint=f"remove `{name.text}` from `evaluate`"))
+            continue
+        seen.add(decl.key)
+        upstream = sorted(graph.components(decl.key) - trained - {decl.key})
+        for component in [decl.key, *upstream]:  # one error per evaluated name: itself first
+            count = len(problems)
+            _check_ready(graph, stage, component, trained_before, first_trained, problems,
+                         reader=decl, span=name.span)
+            if len(problems) > count:
+                break
+    return problems
+
+
+def _check_ready(graph, stage, component, trained_before, first_trained, problems, *, reader, span, warned=None):
+    """`component`, read in `stage` by `reader`, must be trained by an earlier stage or loaded.
+
+    `reader` is a loss or excitation (its name, in backquotes), or the declaration a stage evaluates.
+    What nothing trains or loads is a warning for a loss (one per component: `warned`), and an error
+    for an evaluation, whose numbers would be those of a random initialisation.
+    """
     decl = graph.symbols.lookup(component)
     if decl is None or component in trained_before:
         return
     checkpoint = getattr(decl.node, "checkpoint", None)
     if checkpoint is not None and checkpoint.path is not None:
         return
-    user = graph.decl(key)
+    evaluating = not isinstance(reader, str)
+    if evaluating:
+        subject = f"stage `{stage}` evaluates {reader.kind} `{reader.name}`"
+        if reader.key != component:
+            subject += f", which reads {decl.kind} `{component}`"
     if component in first_trained:
-        problems.append(error(f"`{user.name}` in stage `{stage}` reads `{component}`, which stage "
-                              f"`{first_trained[component]}` trains only later", user.span,
-                              notes=[Note(f"`{component}` is declared here", decl.span)],
+        later = first_trained[component]
+        if not evaluating:
+            message = f"{reader} in stage `{stage}` reads `{component}`, which stage `{later}` trains only later"
+        elif reader.key == component:
+            message = f"{subject}, which stage `{later}` trains only later"
+        else:
+            message = f"{subject}; stage `{later}` trains `{component}` only later"
+        problems.append(error(message, span, notes=[Note(f"`{component}` is declared here", decl.span)],
                               hint="order the stages so that it is trained first, or give it a checkpoint"))
     elif checkpoint is not None and checkpoint.stage is not None:
         return  # `_checkpoint_stages` reports a `from stage` whose stage does not train it
+    elif evaluating:
+        problems.append(error(f"{subject}, but `{component}` has no checkpoint and no earlier stage trains it: "
+                              "it would be measured at its random initialisation", span,
+                              notes=[Note(f"`{component}` is declared here", decl.span)],
+                              hint='load weights with `from "path.pt"`, or train it in an earlier stage'))
     elif component not in warned:  # one warning per component, not one per reader
         warned.add(component)
         problems.append(warning(f"{decl.kind} `{component}` is read in stage `{stage}` but has no checkpoint "

@@ -2,8 +2,10 @@
 
 Left to right: data, then a teacher-side cluster and a student-side cluster, then schedules,
 excitations and losses, each stage a cluster holding its own losses and its objective (Σ), from
-which dashed "trains" edges go back to what the stage updates. Edge colour says whose signal flows
-into a loss: orange from the teacher side, blue from what the stage is training.
+which dashed "trains" edges go back to what the stage updates. A stage that evaluates components it
+does not train holds an "evaluate" node, which dotted green "evaluates" edges reach from them (an
+evaluation-only stage has no objective). Edge colour says whose signal flows into a loss: orange
+from the teacher side, blue from what the stage is training.
 
 The DOT text is built in declaration order with sorted edges, so one recipe always gives the same
 bytes; `.dot`/`.gv` output never runs the graphviz executable.
@@ -32,6 +34,7 @@ FONT = "Helvetica"
 
 # Orange is the teacher's colour, blue the student's, purple the stages'; grey means frozen.
 TEACHER_EDGE, STUDENT_EDGE, NEUTRAL_EDGE, TRAINS_EDGE = "#d9822b", "#3d78c4", "#8c8c8c", "#8e44ad"
+EVALUATES_EDGE = "#38761d"
 SIDE_CLUSTER = {
     TEACHER: {"label": "teacher side", "fillcolor": "#fdf1e3", "color": "#e3b27a"},
     STUDENT: {"label": "student side", "fillcolor": "#eaf2fb", "color": "#8fb4de"},
@@ -51,6 +54,8 @@ TEACHER_MODEL_FILL = "#f9cb9c"
 FROZEN_STYLE = {"style": "filled,dashed", "fillcolor": "#e3e3e3", "color": "#6b6b6b", "fontcolor": "#404040"}
 OBJECTIVE_STYLE = {"shape": "circle", "label": "Σ", "fillcolor": "#f4cccc", "color": TRAINS_EDGE,
                    "width": "0.35", "fixedsize": "true", "fontsize": "14"}
+EVALUATION_STYLE = {"shape": "note", "label": "evaluate", "fillcolor": "#d9ead3", "color": EVALUATES_EDGE,
+                    "fontsize": "10"}
 
 MISSING_DOT = (
     "rendering {suffix} needs the graphviz `dot` program, which is not installed; "
@@ -116,8 +121,9 @@ class _Drawing:
         self.order = {key: i for i, key in enumerate(self.keys)}
         self.stages = graph.stages
         self.trainers = _trainers(graph, self.stages)
+        self.evaluators = _evaluators(graph, self.stages)
         self.loss_stages = _loss_stages(graph, self.stages)
-        self.side = _sides(graph, self.keys, self.trainers, self.loss_stages)
+        self.side = _sides(graph, self.keys, self.trainers, self.loss_stages, self.evaluators)
         self.dot = graphviz.Digraph("recipe")
 
     def build(self) -> graphviz.Digraph:
@@ -133,6 +139,7 @@ class _Drawing:
         self._flow_edges()
         self._objective_edges()
         self._trains_edges()
+        self._evaluates_edges()
         return self.dot
 
     # ---- placement ----------------------------------------------------------------------
@@ -160,7 +167,7 @@ class _Drawing:
             f'<FONT COLOR="{STUDENT_EDGE}">━ from what the stage trains</FONT>',
             f'<FONT COLOR="{TRAINS_EDGE}">╌ stage trains</FONT>',
             '<FONT COLOR="#6b6b6b">grey dashed box: frozen</FONT>',
-        ])
+        ] + ([f'<FONT COLOR="{EVALUATES_EDGE}">┈ stage evaluates</FONT>'] if self.evaluators else []))
         return f'<<B>{_esc(title)}</B><BR/><FONT POINT-SIZE="10">{legend}</FONT>>'
 
     def _side_cluster(self, side: str) -> None:
@@ -179,7 +186,11 @@ class _Drawing:
                      fontname=f"{FONT}-Bold", **STAGE_CLUSTER)
             for key in members:
                 sub.node(key, **self._node_attrs(key))
-            sub.node(_objective(stage), tooltip=f"total loss of stage {stage}", **OBJECTIVE_STYLE)
+            if not self.graph.evaluation_only(stage):
+                sub.node(_objective(stage), tooltip=f"total loss of stage {stage}", **OBJECTIVE_STYLE)
+            if _evaluated_only(self.graph, stage):
+                sub.node(_evaluation(stage), tooltip=f"what stage {stage} evaluates without training it",
+                         **EVALUATION_STYLE)
 
     def _stage_label(self, stage: str) -> str:
         """Numbered in run order when there are several: dot places clusters to cut crossings."""
@@ -223,6 +234,8 @@ class _Drawing:
             notes.append("trained in " + ", ".join(self.trainers[key]))
         else:
             notes.append("never trained")
+        if self.evaluators.get(key):
+            notes.append("evaluated in " + ", ".join(self.evaluators[key]))
         checkpoint = getattr(node, "checkpoint", None)
         if checkpoint is not None:
             notes.append(_checkpoint(checkpoint))
@@ -318,6 +331,13 @@ class _Drawing:
                                   color=TRAINS_EDGE, fontcolor=TRAINS_EDGE, weight="0",
                                   lhead=f"cluster_stage_{stage}")
 
+    def _evaluates_edges(self) -> None:
+        """Dotted component -> "evaluate" node edges: the stage reads them, like data flow."""
+        for stage in self.stages:
+            for component in _evaluated_only(self.graph, stage):
+                self.dot.edge(component, _evaluation(stage), style="dotted", label="evaluates",
+                              color=EVALUATES_EDGE, fontcolor=EVALUATES_EDGE, lhead=f"cluster_stage_{stage}")
+
     def _data_edges(self) -> None:
         """Each stage's data feeds every model the stage runs."""
         drawn = []
@@ -331,7 +351,8 @@ class _Drawing:
                     self.dot.edge(data, model, color=NEUTRAL_EDGE)
 
     def _models_run(self, stage: str) -> list[str]:
-        keys = self.graph.stage_losses(stage) + self.graph.stage_excites(stage) + self.graph.trained_in(stage)
+        keys = self.graph.stage_losses(stage) + self.graph.stage_excites(stage) + self.graph.trained_in(stage) \
+            + self.graph.evaluated_in(stage)
         models = {c for k in keys for c in self.graph.components(k) if c in self.graph.g
                   and self.graph.kind(c) == "model"}
         return sorted(models, key=self.order.get)
@@ -350,6 +371,21 @@ def _trainers(graph: RecipeGraph, stages: list[str]) -> dict[str, list[str]]:
     return trainers
 
 
+def _evaluated_only(graph: RecipeGraph, stage: str) -> list[str]:
+    """What a stage evaluates without training it (what it trains it evaluates anyway)."""
+    trained = set(graph.trained_in(stage))
+    return [c for c in graph.evaluated_in(stage) if c not in trained and c in graph.g]
+
+
+def _evaluators(graph: RecipeGraph, stages: list[str]) -> dict[str, list[str]]:
+    """Component key -> the stages that evaluate it without training it, in run order."""
+    evaluators: dict[str, list[str]] = {}
+    for stage in stages:
+        for component in _evaluated_only(graph, stage):
+            evaluators.setdefault(component, []).append(stage)
+    return evaluators
+
+
 def _loss_stages(graph: RecipeGraph, stages: list[str]) -> dict[str, list[str]]:
     """Loss key -> the stages that optimise it, in run order."""
     owners: dict[str, list[str]] = {}
@@ -359,12 +395,16 @@ def _loss_stages(graph: RecipeGraph, stages: list[str]) -> dict[str, list[str]]:
     return owners
 
 
-def _sides(graph: RecipeGraph, keys: list[str], trainers: dict, loss_stages: dict) -> dict[str, str]:
+def _sides(graph: RecipeGraph, keys: list[str], trainers: dict, loss_stages: dict,
+           evaluators: dict | None = None) -> dict[str, str]:
     """Teacher or student side for models and what hangs off them.
 
     A model is a teacher if no stage trains it, or if some stage distils from it without training
-    it (a teacher trained first in its own stage). Taps, granularities and branches follow their model.
+    it (a teacher trained first in its own stage). A model that stages only evaluate (a student
+    trained elsewhere, loaded to be measured) is on neither side. Taps, granularities and branches
+    follow their model.
     """
+    evaluators = evaluators or {}
     distilled_from = set()
     for loss, components in graph.resolution.teacher_inputs.items():
         for stage in loss_stages.get(loss, ()):
@@ -372,7 +412,11 @@ def _sides(graph: RecipeGraph, keys: list[str], trainers: dict, loss_stages: dic
     sides = {}
     for key in keys:
         if graph.kind(key) == "model":
-            sides[key] = TEACHER if key in distilled_from or not trainers.get(key) else STUDENT
+            if key in distilled_from or not trainers.get(key):
+                if key in distilled_from or not evaluators.get(key):
+                    sides[key] = TEACHER
+            else:
+                sides[key] = STUDENT
     for key in keys:
         if graph.kind(key) in SIDE_KINDS[1:]:
             owners = {sides[c] for c in graph.components(key) if c in sides}
@@ -389,12 +433,19 @@ def _objective(stage: str) -> str:
     return f"stage {stage}"
 
 
+def _evaluation(stage: str) -> str:
+    """The node id of what a stage evaluates (a space, like `_objective`)."""
+    return f"evaluate {stage}"
+
+
 def _stage_label(graph: RecipeGraph, stage: str) -> str:
-    """`stage distill · 240 epochs · sgd lr=0.05 · multistep`."""
+    """`stage distill · 240 epochs · sgd lr=0.05 · multistep`, `stage robust · evaluation only`."""
     node = graph.decl(stage).node
     parts = [f"stage {stage}"]
     epochs = graph.stage_epochs(stage)
-    if epochs is not None:
+    if graph.evaluation_only(stage):
+        parts.append("evaluation only")
+    elif epochs is not None:
         parts.append(f"{epochs:g} epoch" + ("" if epochs == 1 else "s"))
     data = next((k for k in node.kwargs if k.name.text == "data"), None)
     if data is not None:

@@ -34,6 +34,7 @@ class Resolution:
     types: dict = attrs.field(factory=dict)  # decl key -> Ty
     outputs_used: dict = attrs.field(factory=dict)  # granularity/branch key -> set of outputs read
     teacher_inputs: dict = attrs.field(factory=dict)  # loss key -> components on the teacher side
+    evaluated: dict = attrs.field(factory=dict)  # stage key -> components its `evaluate` items name, in order
 
 
 class Resolver:
@@ -154,17 +155,22 @@ class Resolver:
     def _decl_stage(self, node: ast.Stage) -> Ty:
         catalog.check_stage(node, self.problems)
         components = set()
+        evaluated = self.result.evaluated.setdefault(node.name.text, [])
         for item in node.items:
-            if isinstance(item, ast.Train):
+            if isinstance(item, (ast.Train, ast.Evaluate)):
+                verb = "train" if isinstance(item, ast.Train) else "are evaluated"
                 for name in item.names:
                     decl = self._lookup(name)
                     if decl is None:
                         continue
                     if decl.kind not in ("model", "granularity", "branch"):
-                        self._error(f"`{name.text}` is {a_kind(decl.kind)}; only models, granularities and branches train",
+                        self._error(f"`{name.text}` is {a_kind(decl.kind)}; only models, granularities and branches {verb}",
                                     name.span, notes=[Note("declared here", decl.span)])
                         continue
-                    components.add(decl.key)
+                    if isinstance(item, ast.Train):
+                        components.add(decl.key)
+                    else:
+                        evaluated.append(decl.key)
             elif isinstance(item, ast.Losses):
                 for name in item.names:
                     self._lookup_kind(name, "loss")

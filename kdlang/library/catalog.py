@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import inspect
 
+import attrs
+
 from kdlang.diagnostics import error
 from kdlang.library.signatures import (
     KEYWORD_EXAMPLES,
@@ -28,7 +30,8 @@ DATA_LOADER_KWARGS = {"batch": 64, "workers": 0}
 BRANCHES = {
     "linear": Signature("linear", (), {"out": None}, "a linear layer (out defaults to the class count)"),
     "mlp": Signature("mlp", (), {"hidden": Signature.REQUIRED, "out": None}, "Linear-ReLU-Linear"),
-    "paraphraser": Signature("paraphraser", (), {"rate": 0.5}, "factor transfer's paraphraser (Kim et al. 2018)"),
+    "paraphraser": Signature("paraphraser", (), {"rate": 0.5, "bn": True},
+                             "factor transfer's paraphraser (Kim et al. 2018); `bn=false` is RepDistiller's"),
 }
 BRANCH_OUTPUTS = {"linear": ("out",), "mlp": ("out",), "paraphraser": ("factor", "recon")}
 
@@ -192,7 +195,12 @@ def check_branch(call: ast.Call, problems) -> None:
 
 def check_stage(stage: ast.Stage, problems) -> None:
     what = f"stage `{stage.name.text}`"
-    check_kwargs(stage.kwargs, STAGE_ARGS, what, stage.name.span, problems)
+    # An evaluation stage runs no epochs: `epochs=` may be left out (the stages pass checks it is 0).
+    signature = attrs.evolve(STAGE_ARGS, keywords={**STAGE_ARGS.keywords, "epochs": 0}) \
+        if stage.evaluation_only else STAGE_ARGS
+    check_kwargs(stage.kwargs, signature, what, stage.name.span, problems)
+    if stage.evaluation_only:
+        return  # it takes no optimizer and no lr at all: the stages pass says so, once per item
     for kind, table, label in ((ast.Optimizer, OPTIMIZERS, "optimizer"), (ast.Lr, LR_SCHEDULES, "lr schedule")):
         items = stage.of(kind)
         for extra in items[1:]:

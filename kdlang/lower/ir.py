@@ -42,8 +42,13 @@ def format_ir(recipe) -> str:
     lines = [f"# {recipe.title}"]
     for stage in recipe.stages:
         module = recipe.compile(stage)
-        epochs = recipe.graph.stage_epochs(stage)
-        lines.append(f"stage {stage} (epochs={epochs}, trains: {', '.join(sorted(module.trained))})")
+        evaluated = [c for c in recipe.graph.evaluated_in(stage) if c not in module.trained]
+        if recipe.graph.evaluation_only(stage):
+            header = f"evaluation, evaluates: {', '.join(evaluated)}"
+        else:
+            header = f"epochs={recipe.graph.stage_epochs(stage)}, trains: {', '.join(sorted(module.trained))}"
+            header += f", evaluates: {', '.join(evaluated)}" if evaluated else ""
+        lines.append(f"stage {stage} ({header})")
         for name in module.order:
             kind = recipe.graph.kind(name)
             mode = "frozen, inference_mode" if name in module.frozen_side else \

@@ -38,6 +38,7 @@ class StageModule(nn.Module):
         for term in self.terms.values():
             needed.update(T.tensor_keys(term))
         self.heads = recipe.heads(stage)
+        self.trained_heads = recipe.heads(stage, evaluated=False)  # what `select best` and `forward` look at
         needed.update(key for _, key in self.heads)
         needed = recipe.required_keys(needed)
         self._recipe = recipe
@@ -57,6 +58,22 @@ class StageModule(nn.Module):
         self._recorders = {}
 
     # ---- parameters and modes -----------------------------------------------------------
+    def head_owners(self) -> dict | None:
+        """Per trained head, the trained state it depends on, as (component, state-key prefix) pairs
+        (a granularity level owns only its own level's weights); None when two heads share any."""
+        owners = {}
+        for head, _key in self.trained_heads:
+            component, _, level = head.partition(".")
+            prefix = f"levels.{level}." if level and self._recipe.graph.kind(component) == "granularity" else ""
+            upstream = sorted(self._recipe.upstream(component) & self.trained - {component})
+            owners[head] = [(component, prefix)] + [(name, "") for name in upstream]
+        pairs = [(head, pair) for head, owned in owners.items() for pair in owned]
+        for i, (head_a, (comp_a, pre_a)) in enumerate(pairs):
+            for head_b, (comp_b, pre_b) in pairs[i + 1:]:
+                if head_a != head_b and comp_a == comp_b and (pre_a.startswith(pre_b) or pre_b.startswith(pre_a)):
+                    return None
+        return owners
+
     def trainable_parameters(self) -> list:
         params = []
         for name in self.order:
@@ -189,7 +206,7 @@ class StageModule(nn.Module):
         for key in self.excite_keys:
             values[key] = self._eval(self.terms[key], values, env)
         losses = {self.loss_names[key]: self._eval(self.terms[key], values, env) for key in self.loss_keys}
-        logits = values[self.heads[0][1]] if self.heads else None
+        logits = values[self.trained_heads[0][1]] if self.trained_heads else None
         return logits, losses
 
     @torch.no_grad()

@@ -64,6 +64,7 @@ def make_plan(graph: RecipeGraph, build_losses: bool = True) -> tuple[Plan, list
     _plan_models(plan, problems)
     _plan_taps(plan, problems)
     _plan_modules(plan, problems)
+    _plan_evaluated(plan, problems)
     _plan_terms(plan, problems)
     if build_losses:
         _plan_losses(plan, problems)
@@ -124,7 +125,7 @@ def _model_data(plan: Plan, model: str):
         plan.model_stage_data = {}
         graph = plan.graph
         for stage in graph.stages:
-            readers = graph.stage_losses(stage) + graph.stage_excites(stage)
+            readers = graph.stage_losses(stage) + graph.stage_excites(stage) + graph.evaluated_in(stage)
             used = set(graph.trained_in(stage)).union(*(graph.components(k) for k in readers))
             for name in used:
                 plan.model_stage_data.setdefault(name, graph.stage_data(stage))
@@ -168,6 +169,7 @@ def _cli_name(spec: ModelSpec) -> str:
 
 def _plan_modules(plan: Plan, problems) -> None:
     used = plan.graph.resolution.outputs_used
+    evaluated = {c for stage in plan.graph.stages for c in plan.graph.evaluated_in(stage)}
     for decl in plan.symbols.of_kind("granularity"):
         node: ast.Granularity = decl.node
         shape = plan.shapes.get(node.tap.text)
@@ -179,7 +181,7 @@ def _plan_modules(plan: Plan, problems) -> None:
                                   f"`{node.tap.text}` is {_fmt(shape)}", node.tap.span))
             continue
         plan.granularity_widths[decl.name] = branch_lib.flat_width(shape)
-        if "logits" in used.get(decl.name, set()):
+        if "logits" in used.get(decl.name, set()) or decl.name in evaluated:  # evaluating reads the logits
             plan.decoders.add(decl.name)
         for key, out_shape in branch_lib.granularity_shapes(levels, plan.classes).items():
             if key.endswith(".logits") and decl.name not in plan.decoders:
@@ -197,6 +199,67 @@ def _plan_modules(plan: Plan, problems) -> None:
             continue
         for key, out_shape in outputs.items():
             plan.shapes[f"{decl.name}.{key}"] = out_shape
+
+
+def stage_classes(plan: Plan, stage: str) -> int:
+    """The class count of the data a stage runs on."""
+    data = plan.data.get(plan.graph.stage_data(stage))
+    return data[1].num_classes if data else plan.classes
+
+
+def _plan_evaluated(plan: Plan, problems) -> None:
+    """What a stage evaluates must output class logits for the stage's data, like a trained head."""
+    graph, reported = plan.graph, set()
+    for stage in graph.stages:
+        classes = stage_classes(plan, stage)
+        names = [n for item in graph.decl(stage).node.of(ast.Evaluate) for n in item.names]
+        for name in names:
+            decl = plan.symbols.lookup(name.text)
+            if decl is None or decl.key not in graph.evaluated_in(stage) or (decl.key, classes) in reported:
+                continue
+            reported.add((decl.key, classes))
+            problem = _no_logits(plan, decl, classes)
+            if problem is not None:
+                message, hint = problem
+                problems.append(error(f"stage `{stage}` evaluates {decl.kind} `{decl.name}`, which {message}",
+                                      name.span, notes=[Note(f"`{decl.name}` is declared here", decl.span)],
+                                      hint=hint))
+
+
+def _no_logits(plan: Plan, decl, classes: int):
+    """(what it outputs instead, hint) when an evaluated component has no class logits [classes]."""
+    logits = _fmt((classes,))
+    if decl.kind == "model":
+        spec = plan.models.get(decl.name)
+        if spec is None or spec.classes == classes:
+            return None
+        return (f"outputs {_fmt((spec.classes,))}, not class logits {logits}",
+                f"build it with `classes={classes}`, or evaluate it on data with {spec.classes} classes")
+    if decl.kind == "branch":
+        outputs = {k.split(".", 1)[1]: v for k, v in plan.shapes.items() if k.startswith(decl.name + ".")}
+        if not outputs or outputs.get("out") == (classes,):
+            return None
+        shown = _fmt(outputs["out"]) if list(outputs) == ["out"] else \
+            " and ".join(f"{k} {_fmt(v)}" for k, v in outputs.items())
+        return (f"outputs {shown}, not class logits {logits}",
+                "evaluate branches whose output has the class count, e.g. `linear()` (`out=` defaults to it)")
+    if decl.kind == "granularity":
+        node = decl.node
+        if decl.name not in plan.granularity_widths:
+            return None  # its tap has no usable shape: already reported
+        if "logits" in plan.graph.resolution.outputs_used.get(decl.name, set()) or \
+                (node.checkpoint is not None and node.checkpoint.path is not None):
+            if (classes,) == (plan.classes,):
+                return None
+            return (f"outputs {_fmt((plan.classes,))}, not class logits {logits}",
+                    "a granularity's decoders have the class count of the recipe's default data")
+        codes = ", ".join(f"{level} {_fmt(plan.shapes[f'{decl.name}.{level}.code'])}"
+                          for level in evaluate.level_args(plan.symbols, decl.name))
+        return (f"has no trained class logits: its levels output codes {codes}, and no loss reads "
+                f"`{decl.name}.LEVEL.logits` to train decoders",
+                f"train its decoders in an earlier stage (e.g. `ce({decl.name}.LEVEL.logits, label)`), or load "
+                "them `from` a file")
+    return None
 
 
 def _plan_terms(plan: Plan, problems) -> None:

@@ -16,7 +16,7 @@ from kdlang.graph import evaluate
 from kdlang.library import branches as branch_lib
 from kdlang.lower import terms as T
 from kdlang.lower.module import StageModule
-from kdlang.lower.plan import make_plan, static_kwargs
+from kdlang.lower.plan import make_plan, stage_classes, static_kwargs
 from kdlang.syntax import ast
 
 OUTPUT = "output"
@@ -128,12 +128,15 @@ class Recipe:
                 out.setdefault(model, {})[f"{model}:{OUTPUT}"] = OUTPUT
         return out
 
-    def heads(self, stage: str) -> list[tuple[str, str]]:
-        """(head name, tensor key) of every classifier a stage trains, evaluated for accuracy."""
+    def heads(self, stage: str, evaluated: bool = True) -> list[tuple[str, str]]:
+        """(head name, tensor key) of every classifier a stage evaluates for accuracy: those it
+        trains (in data-flow order; the first one decides `select best`), then, unless `evaluated`
+        is false, those its `evaluate` items name (in the order written)."""
         heads = []
-        data = self.plan.data.get(self.graph.stage_data(stage))
-        classes = data[1].num_classes if data else self.plan.classes
-        for name in self.component_order(self.graph.trained_in(stage)):
+        classes = stage_classes(self.plan, stage)
+        trained = self.component_order(self.graph.trained_in(stage))
+        evaluated = [c for c in self.graph.evaluated_in(stage) if c not in trained] if evaluated else []
+        for name in trained + evaluated:
             kind = self.graph.kind(name)
             if kind == "model":
                 heads.append((name, f"{name}:{OUTPUT}"))
@@ -175,9 +178,34 @@ class Recipe:
         module.freeze_others()
         return module.to(device)
 
+    def calibrate_batchnorm(self, names, batches) -> list[str]:
+        """Give randomly initialised models (a smoke run's missing checkpoints) BatchNorm statistics
+        of real batches. With the initial running statistics (mean 0, var 1), an eval-mode deep
+        ResNet's activations grow by orders of magnitude per stage, which no trained model does and
+        which makes losses on them overflow. Returns the models calibrated."""
+        calibrated = [name for name in names if name in self.uncalibrated]
+        for name in calibrated:
+            model = self.component(name)
+            norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            momenta = [norm.momentum for norm in norms]
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None  # a cumulative average over the calibration batches
+            was_training = model.training
+            model.train()
+            with torch.no_grad():
+                for inputs in batches:
+                    model(inputs)
+            model.train(was_training)
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
+            self.uncalibrated.discard(name)
+        return calibrated
+
     # ---- checkpoints --------------------------------------------------------------------
     def _load_checkpoints(self, allow_missing: bool) -> None:
         problems = []
+        self.uncalibrated = set()  # models left at random init (smoke runs): see calibrate_batchnorm
         for decl in self.symbols.decls.values():
             checkpoint = getattr(decl.node, "checkpoint", None)
             if decl.kind not in ("model", "granularity", "branch") or checkpoint is None or checkpoint.path is None:
@@ -192,6 +220,8 @@ class Recipe:
                     checkpoint.span,
                     hint="train it first (see the recipe header), or point `from` at an existing .pt file")
                 (self.warnings if allow_missing else problems).append(diagnostic)
+                if decl.kind == "model":
+                    self.uncalibrated.add(decl.key)
                 continue
             try:
                 component = self.component(decl.key)
@@ -199,6 +229,10 @@ class Recipe:
                 if decl.kind == "granularity":  # a branch stage saves decoders a student recipe may not build
                     own = component.state_dict()
                     state = {k: v for k, v in state.items() if k in own or ".decoder." not in k}
+                    if any(".decoder." in k and k not in state for k in own) and \
+                            all(".decoder." not in k for k in state):
+                        problems.append(self._no_decoders(decl, checkpoint))
+                        continue
                 component.load_state_dict(state)
             except Exception as exc:  # corrupt, malicious or mismatched files are refused
                 problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: "
@@ -207,6 +241,15 @@ class Recipe:
                                       "kdlang's exported student.pt"))
         if problems:
             raise RecipeError(problems, self.checked.sources)
+
+    def _no_decoders(self, decl, checkpoint):
+        """A granularity whose level logits the recipe needs, loaded from a file of encoders only."""
+        readers = [s for s in self.stages if decl.key in self.graph.evaluated_in(s)]
+        why = f"stage `{readers[0]}` evaluates it" if readers else f"the recipe reads `{decl.name}.LEVEL.logits`"
+        return error(f"checkpoint \"{checkpoint.path}\" for `{decl.name}` holds no decoders (no class logits), "
+                     f"but {why}", checkpoint.span,
+                     hint=f"load it from a run whose losses read `{decl.name}.LEVEL.logits` (its decoders are "
+                     "saved with it), or read its codes only")
 
 
 def _runtime_seed(symbols) -> int:

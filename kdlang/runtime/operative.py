@@ -65,7 +65,7 @@ def operative_values(recipe):
                 call = items[0].call
                 yield f"stage.{stage}.{label}", call.name, _origin(call)
                 yield from _call_values(f"stage.{stage}.{label}", call, table[call.name].keywords)
-            elif label == "lr":
+            elif label == "lr" and not node.evaluation_only:
                 yield f"stage.{stage}.lr", "constant", "default"
         for key in recipe.graph.stage_losses(stage):
             for call in T.loss_calls(recipe.plan.terms.get(key, T.TList(()))):

@@ -39,3 +39,8 @@ def epoch_line(stage: str, epoch: int, epochs: int, losses: dict, metrics: dict)
     terms = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
     accs = " ".join(f"{k}={v:.2f}" for k, v in metrics.items() if k.endswith("/top1"))
     return f"{stage} epoch {epoch + 1}/{epochs}: {terms} | {accs}"
+
+
+def evaluation_line(stage: str, metrics: dict) -> str:
+    accs = " ".join(f"{k}={v:.2f}" for k, v in metrics.items() if k.endswith("/top1"))
+    return f"{stage} evaluation: {accs}"

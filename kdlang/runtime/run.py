@@ -115,7 +115,8 @@ def summary_table(results: list[dict], policy: Policy) -> str:
         for head in result["heads"]:
             chosen = result["best"].get(f"{split}/{head}/top1")
             last = result["last"].get(f"{split}/{head}/top1")
-            epoch = (result["best_epoch"] + 1) if result["best_epoch"] is not None else "-"
+            selected = result.get("best_epochs", {}).get(head, result["best_epoch"])  # per head when independent
+            epoch = (selected + 1) if selected is not None else "-"
             rows.append(f"| {result['stage']} | {head} | {epoch} | {_pct(chosen)} | {_pct(last)} |")
     rows.append("")
     rows.append(f"Policy: {policy.describe()}.")

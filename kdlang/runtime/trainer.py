@@ -6,7 +6,6 @@ A run directory holds the operative recipe, metrics (JSONL, CSV), checkpoints (`
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from kdlang.syntax import ast
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.options import RuntimeOptions
+from kdlang.runtime.selection import Selection
 from kdlang.runtime.policy import Policy
 
 
@@ -65,6 +65,9 @@ class Trainer:
         data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
+        if self.recipe.graph.evaluation_only(stage):
+            return self._evaluation_stage(stage, module, data)
+        self._calibrate_random_models(module, data, stage)
         cache_bytes = module.cache_bytes(data.num_train)
         if self.options.caches_teacher(data.augmented, cache_bytes, str(self.device)) \
                 and module.enable_cache(data.num_train):
@@ -83,7 +86,7 @@ class Trainer:
         optimizer = build_optimizer(self.recipe.graph.decl(stage).node, params)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, build_lr_lambda(self.recipe.graph.decl(stage).node, epochs, steps))
-        best = {"score": -math.inf, "epoch": None, "metrics": {}}
+        selection = Selection(self.policy.select_split, [h for h, _ in module.trained_heads], module.head_owners())
         stage_node = self.recipe.graph.decl(stage).node
         clip = next((float(k.value.value) for k in stage_node.kwargs
                      if k.name.text == "grad_clip" and isinstance(k.value, ast.Num)), None)
@@ -93,7 +96,9 @@ class Trainer:
             optimizer.load_state_dict(resume_state["optimizer"])
             scheduler.load_state_dict(resume_state["scheduler"])
             _restore_losses(module, resume_state["losses"])
-            best = resume_state["best"]
+            best_file = self.out / "best.pt"
+            selection.restore(resume_state["best"],
+                              checkpoints.load(best_file)["components"] if best_file.exists() else None)
             last_metrics = resume_state.get("metrics", {})
             start_epoch = resume_state["epoch"] + 1
             torch.set_rng_state(resume_state["rng"])
@@ -108,26 +113,58 @@ class Trainer:
             if self.world.main:
                 self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
                                                   "seconds": round(time.perf_counter() - started, 3)})
-            score = self.policy.score(evaluated, module.heads)
-            if score is not None and score > best["score"]:
-                best = {"score": score, "epoch": epoch, "metrics": evaluated}
-                self._save("best.pt", {"stage": stage, "epoch": epoch, "components": self._component_states(module)})
+            if selection.update(epoch, evaluated, lambda: self._component_states(module)):
+                self._save("best.pt", {"stage": stage, "epoch": epoch, "components": selection.selected_states()})
             self.log(progress.epoch_line(stage, epoch, epochs, train_losses, evaluated))
             self._save("last.pt", {
                 "stage": stage, "epoch": epoch, "results": self.results,
                 "components": self._component_states(None), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "losses": _loss_states(module), "best": best,
+                "scheduler": scheduler.state_dict(), "losses": _loss_states(module), "best": selection.state(),
                 "metrics": last_metrics,
                 "rng": torch.get_rng_state(),
             })
         distributed.barrier(self.world)
-        if self.policy.select == "best" and best["epoch"] is not None:
-            restored = checkpoints.load(self.out / "best.pt")
-            self._restore_components(restored["components"])
-        result = {"stage": stage, "heads": [h for h, _ in module.heads], "best_epoch": best["epoch"],
-                  "best": best["metrics"], "last": {k: v for k, v in last_metrics.items() if not k.startswith("train/")},
-                  "noise": self._noise_table(module, stage)}
-        return result
+        last = {k: v for k, v in last_metrics.items() if not k.startswith("train/")}
+        best = selection.summary()
+        if self.policy.select == "best" and (self.out / "best.pt").exists():
+            self._restore_components(checkpoints.load(self.out / "best.pt")["components"])
+        elif self.policy.select == "last":  # the last epoch's weights are what the stage hands on
+            best = {"epoch": epochs - 1, "metrics": last, "epochs": {}}
+        if selection.per_head and self.policy.select == "best":
+            self.log(f"stage {stage}: each head keeps its own best epoch (they share no trained weights): "
+                     + ", ".join(f"{h} {e + 1}" for h, e in best["epochs"].items() if e is not None))
+        return {"stage": stage, "heads": [h for h, _ in module.heads], "best_epoch": best["epoch"],
+                "best_epochs": best["epochs"], "best": best["metrics"], "last": last,
+                "noise": self._noise_table(module, stage)}
+
+    def _evaluation_stage(self, stage: str, module, data) -> dict:
+        """A stage that only evaluates: one evaluation, recorded like a training stage's epochs (as
+        epoch 0 in the metrics: nothing was trained), and no weights selected or saved."""
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.log(f"stage {stage}: evaluates {', '.join(h for h, _ in module.heads)}")
+        started = time.perf_counter()
+        evaluated = self._evaluate(module, data)
+        if self.world.main:
+            self.metrics.write(stage, -1, {**evaluated, "seconds": round(time.perf_counter() - started, 3)})
+        self.log(progress.evaluation_line(stage, evaluated))
+        return {"stage": stage, "heads": [h for h, _ in module.heads], "best_epoch": None,
+                "best": evaluated, "last": evaluated, "noise": self._noise_table(module, stage)}
+
+    def _calibrate_random_models(self, module, data, stage: str) -> None:
+        """A smoke run's models without their checkpoint get BatchNorm statistics from a few batches."""
+        wanted = [name for name in module.order if name in self.recipe.uncalibrated and name not in module.trained]
+        if not wanted:
+            return
+        batches = []
+        for inputs, _labels, _index in data.train:
+            batches.append(inputs.to(self.device))
+            if len(batches) == 4:
+                break
+        calibrated = self.recipe.calibrate_batchnorm(wanted, batches)
+        if calibrated:
+            self.log(f"stage {stage}: BatchNorm statistics of {', '.join(calibrated)} (random weights, no checkpoint) "
+                     f"taken from {len(batches)} training batches")
 
     def _noise_table(self, module, stage: str) -> dict:
         """Test top-1 of every head under Gaussian input noise of each strength the report names."""

@@ -264,6 +264,14 @@ class Train:
 
 
 @attrs.frozen
+class Evaluate:
+    """`evaluate a, b`: components whose class logits a stage measures without training them."""
+
+    names: tuple
+    span: Span = _span()
+
+
+@attrs.frozen
 class Optimizer:
     call: Call
     span: Span = _span()
@@ -290,6 +298,11 @@ class Stage:
 
     def of(self, kind):
         return [item for item in self.items if isinstance(item, kind)]
+
+    @property
+    def evaluation_only(self) -> bool:
+        """An evaluation stage: it evaluates something and trains nothing."""
+        return bool(self.of(Evaluate)) and not self.of(Train)
 
 
 @attrs.frozen

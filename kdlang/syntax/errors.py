@@ -18,7 +18,7 @@ from kdlang.syntax.ast import NOWHERE, Span
 STATEMENT_KEYWORDS = (
     "kdlang recipe use data model tap granularity branch schedule excite loss stage report runtime"
 ).split()
-STAGE_KEYWORDS = "train optimizer lr loss excite losses".split()
+STAGE_KEYWORDS = "train evaluate optimizer lr loss excite losses".split()
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -98,7 +98,7 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
     word = str(token) if token is not None else ""
     if word == "kdlang":
         return SyntaxProblem("the version line must come first", span, hint="start the file with `kdlang 1`")
-    if word in ("train", "optimizer", "lr", "losses") and "STAGE" in expected:
+    if word in ("train", "evaluate", "optimizer", "lr", "losses") and "STAGE" in expected:
         return SyntaxProblem(
             f"`{word}` is only allowed inside a stage", span, hint="put it in a `stage NAME(epochs=N) { ... }` block"
         )

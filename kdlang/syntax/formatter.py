@@ -175,6 +175,8 @@ def format_statement(node) -> str:
             return f"stage {name.text}" + (_arguments((), kwargs) if kwargs else "")
         case ast.Train(names=names):
             return f"train {_names(names)}"
+        case ast.Evaluate(names=names):
+            return f"evaluate {_names(names)}"
         case ast.Losses(names=names):
             return f"losses {_names(names)}"
         case ast.Optimizer(call=call):

@@ -26,7 +26,7 @@ _TEXT = [""]  # the text being parsed, for the keyword check
 _LOCK = threading.Lock()
 KEYWORDS = (
     "kdlang recipe use data model from stage frozen tap granularity on mirrors level branch schedule "
-    "excite loss train optimizer lr losses report select noise runtime true false none for in"
+    "excite loss train evaluate optimizer lr losses report select noise runtime true false none for in"
 ).split()
 
 
@@ -243,6 +243,9 @@ class _Builder(Transformer):
 
     def train(self, meta, children):
         return ast.Train(tuple(children), span=self._span(meta))
+
+    def evaluate(self, meta, children):
+        return ast.Evaluate(tuple(children), span=self._span(meta))
 
     def optimizer(self, meta, children):
         return ast.Optimizer(children[0], span=self._span(meta))

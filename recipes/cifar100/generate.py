@@ -17,16 +17,31 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# Stage taps at three resolutions (RepDistiller's feat[1:-1] for ResNets/WRNs; the VGG stages
-# that match them), the hint layer (feat[2]) and the pooled feature.
+# Stage taps: RepDistiller's feat[1:-1] (three stages for ResNets/WRNs, four for VGG), its feat[0]
+# (FSP's first map), feat[-2] (the last conv map: SP, FT) and the hint layer feat[2] (FitNet).
 STAGES = {
     "resnet": ("layer1", "layer2", "layer3"),
     "wrn": ("layer1", "layer2", "layer3"),
-    "vgg": ("layer2", "layer3", "layer4"),
+    "vgg": ("layer2", "layer3", "layer4", "layer5"),
 }
+FIRST = {"resnet": "stem", "wrn": "stem", "vgg": "layer1"}
 FAMILY = {"resnet20": "resnet", "resnet32": "resnet", "resnet56": "resnet", "resnet110": "resnet",
           "resnet8x4": "resnet", "resnet32x4": "resnet", "wrn_16_2": "wrn", "wrn_40_2": "wrn",
           "wrn_40_1": "wrn", "vgg8": "vgg", "vgg13": "vgg"}
+DEPTH = {"resnet20": 20, "resnet32": 32, "resnet56": 56, "resnet110": 110, "resnet8x4": 8, "resnet32x4": 32}
+
+
+def preact_taps(arch: str) -> list[str]:
+    """AB's pre-ReLU stage outputs (RepDistiller's `preact=True` features), one per stage."""
+    family = FAMILY[arch]
+    if family == "resnet":  # the residual sum of each stage's last block, before its ReLU
+        last = (DEPTH[arch] - 2) // 6 - 1
+        return [f"{stage}.{last}.preact" for stage in STAGES[family]]
+    if family == "wrn":  # pre-activation blocks: the next block's first BN, then the head's BN
+        return ["layer2.0.bn1", "layer3.0.bn1", "head.0"]
+    bn = 1 if arch == "vgg8" else 4  # each VGG stage's last BatchNorm (vgg8: one conv a stage, vgg13: two)
+    return [f"{stage}.{bn}" for stage in STAGES[family]]
+
 
 # teacher, student, and the published numbers (teacher/student, RepDistiller; method rows below)
 PAIRS = [
@@ -81,6 +96,7 @@ METHODS = {
     "ft": {"losses": ["ft"], "init": ("para", ["para_recon"])},
     "fsp": {"losses": [], "init": ("student", ["fsp"])},
 }
+PER_STAGE = {"at", "vid", "nst", "fsp", "ab"}  # one term per stage: VGG has its own fragments (four stages)
 DISPLAY = {"kd": "KD", "fitnet": "FitNet", "at": "AT", "sp": "SP", "cc": "CC", "vid": "VID", "rkd": "RKD",
            "pkt": "PKT", "nst": "NST", "crd": "CRD", "dkd": "DKD", "ab": "AB", "ft": "FT", "fsp": "FSP"}
 SKIP = {("fsp", "wrn_40_1"): "FSP matrices need equal channel counts (wrn_40_2 has twice wrn_40_1's)"}
@@ -109,15 +125,20 @@ def published(table: str, pair: int) -> str:
 
 
 def pair_fragment(teacher: str, student: str) -> str:
-    t_stages, s_stages = STAGES[FAMILY[teacher]], STAGES[FAMILY[student]]
+    t_family, s_family = FAMILY[teacher], FAMILY[student]
+    t_stages, s_stages = STAGES[t_family], STAGES[s_family]
     lines = [HEADER, f"# {teacher} -> {student}: the teacher (from its own recipe's run) and the student, tapped.",
              f'model teacher = zoo.{teacher}() from "runs/cifar100/teachers/{teacher}/student.pt" frozen',
              f"model student = zoo.{student}()", "",
              "tap t_logits = teacher.output", "tap s_logits = student.output",
-             "tap t_feat   = teacher.pool  # pooled penultimate feature", "tap s_feat   = student.pool"]
+             "tap t_feat   = teacher.pool  # pooled penultimate feature", "tap s_feat   = student.pool",
+             f"tap t_s0 = teacher.{FIRST[t_family]}  # the first feature map (FSP)", f"tap s_s0 = student.{FIRST[s_family]}"]
     for i, (t, s) in enumerate(zip(t_stages, s_stages), start=1):
         lines += [f"tap t_s{i} = teacher.{t}", f"tap s_s{i} = student.{s}"]
-    lines += ["tap t_hint = teacher." + t_stages[1] + "  # FitNet's hint layer", "tap s_hint = student." + s_stages[1]]
+    lines += [f"tap t_hint = teacher.{t_stages[1]}  # FitNet's hint layer", f"tap s_hint = student.{s_stages[1]}",
+              f"tap t_last = teacher.{t_stages[-1]}  # the last feature map (SP, FT)", f"tap s_last = student.{s_stages[-1]}"]
+    for i, (t, s) in enumerate(zip(preact_taps(teacher), preact_taps(student)), start=1):
+        lines += [f"tap t_pre{i} = teacher.{t}" + ("  # before the ReLU (AB)" if i == 1 else ""), f"tap s_pre{i} = student.{s}"]
     return "\n".join(lines) + "\n"
 
 
@@ -162,7 +183,9 @@ def student_recipe(teacher: str, student: str, method: str, variant: str) -> str
     name = {"base": label, "kd": f"{label}+KD", "mag": f"MAG+{label}", "mas": f"MAS+{label}"}[variant]
     if method == "kd" and variant == "kd":
         raise ValueError("KD+KD is KD")
-    uses = ["../common.kd", f"../fragments/pair_{teacher}-{student}.kd", f"../fragments/methods/{method}.kd"]
+    prefix = "" if variant == "base" else f"{variant}_"
+    folder = "methods/vgg" if FAMILY[student] == "vgg" and method in PER_STAGE else "methods"
+    uses = ["../common.kd", f"../fragments/pair_{teacher}-{student}.kd", f"../fragments/{folder}/{method}.kd"]
     losses = ["ce"]
     train = ["student"]
     if method == "kd" and variant in ("mag", "mas"):
@@ -191,13 +214,16 @@ def student_recipe(teacher: str, student: str, method: str, variant: str) -> str
              "# Policy: top-1 on test, weights of the best val epoch (val carved from train, not the test set).",
              f"# Needs: runs/cifar100/teachers/{teacher}/student.pt"
              + (f", runs/cifar100/branches/{teacher}/components/mg.pt" if variant in ("mag", "mas") else "") + ".",
+             f"# Run: kdlang compile recipes/cifar100/{teacher}-{student}/{prefix}{method}.kd --run "
+             f"--out runs/cifar100/{teacher}-{student}/{prefix}{method}",
              "kdlang 1", f'recipe "{name}: {teacher} -> {student} on CIFAR-100"', ""]
     lines += [f'use "{u}"' for u in uses]
     lines.append("")
     text = "\n".join(lines) + "\n"
     if "init" in spec:
         what, init_losses = spec["init"]
-        lr = 0.01 if method == "ft" else 0.05  # RepDistiller trains the paraphraser at 0.01
+        # RepDistiller trains FT's paraphraser at 0.01 for ResNet/WRN students, else at the student's lr
+        lr = 0.01 if method == "ft" and FAMILY[student] != "vgg" else 0.05
         text += INIT.format(method=label, train=what, losses=", ".join(init_losses), lr=lr)
     if method == "dkd":  # beta is per pair in mdistiller: the recipe declares its own dkd term
         beta = DKD_BETA[index]
@@ -206,8 +232,79 @@ def student_recipe(teacher: str, student: str, method: str, variant: str) -> str
                             f"# DKD beta={beta} for this pair (mdistiller's config); the fragment's default is 8.\n")
     text += DISTILL.format(train=", ".join(train), losses=", ".join(losses)) + "\n"
     if method == "dkd":
-        text += f"loss dkd_pair = warmup(epochs=20) * dkd(s_logits, t_logits, alpha=1, beta={beta}, T=4)\n\n"
+        text += f"loss dkd_pair = warmup(epochs=20, per=\"epoch\") * dkd(s_logits, t_logits, alpha=1, beta={beta}, T=4)\n\n"
     return text + REPORT
+
+
+# The students the side experiments compare: (model name, label, run that trained it).
+SIDE_STUDENTS = [
+    ("alone", "the student alone", "runs/cifar100/students/{student}"),
+    ("kd", "KD", "runs/cifar100/{teacher}-{student}/kd"),
+    ("mag", "MAG+KD", "runs/cifar100/{teacher}-{student}/mag_kd"),
+    ("mas", "MAS+KD", "runs/cifar100/{teacher}-{student}/mas_kd"),
+]
+NOISE = "[0, 0.02, 0.05, 0.1, 0.2]"
+# Linear-probe targets: (data declaration, probe suffix, classes, lr). The reference's protocol
+# (method.md 5, CRD's transferability test): 50 epochs, SGD momentum 0.9, wd 5e-4, lr x0.1 at 20
+# and 25; STL-10 batch 64 lr 0.02, Tiny ImageNet batch 128 lr 0.04; images resized to 32x32.
+PROBES = [("stl10(batch=64)", "stl", "stl10", 10, 0.02), ("tiny = tiny_imagenet(batch=128)", "tiny", "tiny_imagenet", 200, 0.04)]
+
+
+def side_header(teacher: str, student: str, what: str, name: str) -> list[str]:
+    runs = ", ".join(f"{run.format(teacher=teacher, student=student)}/student.pt" for _, _, run in SIDE_STUDENTS)
+    return [HEADER.rstrip(), *what.splitlines(),
+            f"# Needs: {runs}.",
+            f"# Run: kdlang compile recipes/cifar100/{teacher}-{student}/{name}.kd --run "
+            f"--out runs/cifar100/{teacher}-{student}/{name}"]
+
+
+def frozen_students(teacher: str, student: str) -> list[str]:
+    return [f'model {name:<5} = zoo.{student}(classes=100) from '
+            f'"{run.format(teacher=teacher, student=student)}/student.pt" frozen  # {label}'
+            for name, label, run in SIDE_STUDENTS]
+
+
+def transfer_recipe(teacher: str, student: str) -> str:
+    """Linear probes on the frozen, distilled students' pooled features, on other data sets."""
+    what = (f"# Linear-probe transfer (method.md, side experiments): the {student} students distilled from\n"
+            f"# {teacher} on CIFAR-100, frozen, each get a new linear classifier on their pooled feature,\n"
+            "# trained on STL-10 and on Tiny ImageNet (both resized to 32x32) with the reference's schedule.\n"
+            "# The probes of one data set train side by side in one stage: each reads only its own frozen\n"
+            "# student, so this equals one run per probe with the same data order. No augmentation (the\n"
+            "# reference resizes and normalises only), so the frozen features are cached after epoch 1.\n"
+            "# Policy: top-1 on test at the last epoch (one val score cannot pick an epoch for four probes).")
+    lines = side_header(teacher, student, what, "transfer")
+    lines += ["kdlang 1", f'recipe "Transfer: linear probes on {student} students ({teacher} teacher), STL-10 and Tiny ImageNet"',
+              ""]
+    lines += [f"data {decl}" for decl, *_ in PROBES] + [""]
+    lines += frozen_students(teacher, student) + [""]
+    for name, _, _ in SIDE_STUDENTS:
+        lines.append(f"tap {name}_feat = {name}.pool")
+        lines += [f"branch {name}_{suffix} on {name}_feat = linear(out={classes})" for _, suffix, _, classes, _ in PROBES]
+    for i, (decl, suffix, stage, _, lr) in enumerate(PROBES):
+        data = "" if i == 0 else f", data={decl.split(' = ')[0]}"
+        probes = [f"{name}_{suffix}" for name, _, _ in SIDE_STUDENTS]
+        lines += ["", f"stage {stage}(epochs=50{data}) {{", f"  train {', '.join(probes)}",
+                  f"  optimizer sgd(lr={lr}, momentum=0.9, weight_decay=5e-4)", "  lr multistep([20, 25], gamma=0.1)"]
+        lines += [f"  loss {probe}_ce = ce({probe}, label)" for probe in probes]
+        lines.append("}")
+    return "\n".join(lines) + "\n\nreport top1 on test, select last on test\n"
+
+
+def robustness_recipe(teacher: str, student: str) -> str:
+    """The teacher and the students, frozen, evaluated on CIFAR-100 test images under Gaussian noise."""
+    what = (f"# Noise robustness (method.md, side experiments): test top-1 of {teacher} and the {student}\n"
+            "# students under additive Gaussian input noise (std in pixel units of [0, 1] images, added\n"
+            "# before normalisation). The seed paper's own noisy-input protocol is not public\n"
+            "# (method.md 5): this is the plain additive version. Nothing trains: one evaluation.")
+    lines = side_header(teacher, student, what, "robustness")
+    lines += ["kdlang 1", f'recipe "Robustness: {teacher} and its {student} students under Gaussian noise"', "",
+              'use "../common.kd"', "",
+              f'model teacher = zoo.{teacher}() from "runs/cifar100/teachers/{teacher}/student.pt" frozen']
+    lines += frozen_students(teacher, student)
+    names = ", ".join(["teacher"] + [name for name, _, _ in SIDE_STUDENTS])
+    lines += ["", "stage robustness {", f"  evaluate {names}", "}", "", f"report top1 on test, noise {NOISE}"]
+    return "\n".join(lines) + "\n"
 
 
 def files() -> dict[Path, str]:
@@ -220,6 +317,8 @@ def files() -> dict[Path, str]:
         out[HERE / "students" / f"{student}.kd"] = plain_recipe(student, "student", numbers.split("/")[1])
     for teacher, student, _ in PAIRS:
         out[HERE / "fragments" / f"pair_{teacher}-{student}.kd"] = pair_fragment(teacher, student)
+        out[HERE / f"{teacher}-{student}" / "transfer.kd"] = transfer_recipe(teacher, student)
+        out[HERE / f"{teacher}-{student}" / "robustness.kd"] = robustness_recipe(teacher, student)
         for method in METHODS:
             if (method, student) in SKIP:
                 continue
