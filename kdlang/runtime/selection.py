@@ -45,6 +45,11 @@ class Selection:
     def per_head(self) -> bool:
         return self.owners is not None
 
+    @property
+    def selected_any(self) -> bool:
+        """Whether some epoch was selected (and `best.pt` written for this stage)."""
+        return any(record["epoch"] is not None for record in self.best.values())
+
     def update(self, epoch: int, evaluated: dict, states) -> bool:
         """Record an epoch; `states()` gives fresh copies of the components' state dicts. True if
         anything improved (then `best.pt` is rewritten)."""

@@ -97,8 +97,9 @@ class Trainer:
             scheduler.load_state_dict(resume_state["scheduler"])
             _restore_losses(module, resume_state["losses"])
             best_file = self.out / "best.pt"
+            selected = checkpoints.load(best_file) if best_file.exists() else None
             selection.restore(resume_state["best"],
-                              checkpoints.load(best_file)["components"] if best_file.exists() else None)
+                              selected["components"] if selected and selected["stage"] == stage else None)
             last_metrics = resume_state.get("metrics", {})
             start_epoch = resume_state["epoch"] + 1
             torch.set_rng_state(resume_state["rng"])
@@ -126,7 +127,7 @@ class Trainer:
         distributed.barrier(self.world)
         last = {k: v for k, v in last_metrics.items() if not k.startswith("train/")}
         best = selection.summary()
-        if self.policy.select == "best" and (self.out / "best.pt").exists():
+        if self.policy.select == "best" and selection.selected_any:
             self._restore_components(checkpoints.load(self.out / "best.pt")["components"])
         elif self.policy.select == "last":  # the last epoch's weights are what the stage hands on
             best = {"epoch": epochs - 1, "metrics": last, "epochs": {}}
