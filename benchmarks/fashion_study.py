@@ -32,6 +32,7 @@ from kdlang.runtime.trainer import Trainer  # noqa: E402
 STUDY = ROOT / "benchmarks" / "fashion"
 RUNS = Path("runs/study")
 DONE = RUNS / "results.json"
+READING = "\n## Reading\n"  # results.md from this heading on is written by hand and kept on rewrites
 CONFIGS = {  # name: (row label, the distill stage's losses)
     "alone": ("student alone", "ce"),
     "kd": ("KD", "ce, kd"),
@@ -144,7 +145,7 @@ def teacher_summary() -> str:
 def write_results(done: dict, configs, seeds, command: str, path: Path) -> None:
     teacher = kdlang.load(STUDY / "teacher.kd")
     epochs = {stage: teacher.graph.stage_epochs(stage) for stage in teacher.stages}
-    student_epochs = sorted({r["epochs"] for r in done.values()})
+    student_epochs = sorted({r["epochs"] for key, r in done.items() if not key.startswith("robustness/")})
     lines = ["# Results: the seed method on Fashion-MNIST, on a CPU", "",
              f"Made by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}).", "",
@@ -170,7 +171,8 @@ def write_results(done: dict, configs, seeds, command: str, path: Path) -> None:
     lines += ["Recipes: `benchmarks/fashion/*.kd` (the student recipes differ only in their `losses` line and "
               "whether `smg` trains).", ""]
     lines += robustness_table(done, seeds)
-    path.write_text("\n".join(lines))
+    kept = path.read_text().partition(READING)[2] if path.exists() else ""  # the hand-written reading stays
+    path.write_text("\n".join(lines) + (READING + kept if kept else ""))
 
 
 def main(argv=None) -> int:
