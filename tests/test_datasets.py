@@ -6,8 +6,6 @@ import gzip
 import inspect
 import pickle
 import struct
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import fake_torchvision
 from kdlang.library import datasets
 from kdlang.library.datasets import cifar, fashion_mnist, rng
 from kdlang.library.datasets.idx import parse_idx
@@ -304,12 +303,7 @@ def test_download_happens_only_when_asked(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise RuntimeError("Error downloading cifar-10-python.tar.gz")
 
-    tv = types.ModuleType("torchvision.datasets")
-    tv.FashionMNIST, tv.CIFAR10 = fake_fashion_mnist, offline
-    package = types.ModuleType("torchvision")
-    package.datasets = tv
-    monkeypatch.setitem(sys.modules, "torchvision", package)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", tv)
+    tv = fake_torchvision.install(monkeypatch, FashionMNIST=fake_fashion_mnist, CIFAR10=offline)
 
     with pytest.raises(datasets.DataError):
         datasets.build("fashion_mnist", root=tmp_path)

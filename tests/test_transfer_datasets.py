@@ -8,8 +8,6 @@ missing-data errors are exercised without the real data sets.
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from torchvision.io import write_jpeg
 
 from kdlang.cli import main
+import fake_torchvision
 from kdlang.library import datasets
 from kdlang.library.datasets import resize, stl10, tiny_imagenet
 
@@ -144,12 +143,7 @@ def test_stl10_downloads_only_when_asked(tmp_path, monkeypatch):
         calls.append((root, split, download))
         write_fake_stl10(Path(root), train=2, test=2)
 
-    tv = types.ModuleType("torchvision.datasets")
-    tv.STL10 = fake_stl10
-    package = types.ModuleType("torchvision")
-    package.datasets = tv
-    monkeypatch.setitem(sys.modules, "torchvision", package)
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", tv)
+    tv = fake_torchvision.install(monkeypatch, STL10=fake_stl10)
     with pytest.raises(datasets.DataError):
         datasets.build("stl10", root=tmp_path)
     assert calls == []

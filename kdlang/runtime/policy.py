@@ -30,12 +30,6 @@ class Policy:
             noise=tuple(float(evaluate.value(n)) for n in node.noise.items) if node.noise else (),
         )
 
-    def score(self, evaluated: dict, heads) -> float | None:
-        """The selection score of an epoch: the first head's metric on the selection split."""
-        if not heads:
-            return None
-        return evaluated.get(f"{self.select_split}/{heads[0][0]}/top1")
-
     def describe(self) -> str:
         picked = f"best on {self.select_split}" if self.select == "best" else "last epoch"
         return f"{', '.join(self.metrics)} on {self.split}, weights of the {picked}"

@@ -12,17 +12,14 @@ from __future__ import annotations
 import math
 
 
-def _copy(states: dict) -> dict:
-    return {component: {k: v.detach().clone() for k, v in state.items()} for component, state in states.items()}
-
-
 def _owned(states: dict, owners) -> dict:
-    """The entries of `states` that a head owns: (component, key prefix) pairs."""
+    """The entries of `states` that a head owns: (component, key prefix) pairs. The tensors are
+    shared, not copied: `states` are snapshots that nothing writes to afterwards."""
     out = {}
     for component, prefix in owners:
         for key, value in states.get(component, {}).items():
             if key.startswith(prefix):
-                out.setdefault(component, {})[key] = value.detach().clone()
+                out.setdefault(component, {})[key] = value
     return out
 
 
@@ -51,8 +48,8 @@ class Selection:
         return any(record["epoch"] is not None for record in self.best.values())
 
     def update(self, epoch: int, evaluated: dict, states) -> bool:
-        """Record an epoch; `states()` gives fresh copies of the components' state dicts. True if
-        anything improved (then `best.pt` is rewritten)."""
+        """Record an epoch; `states()` gives snapshots (fresh copies) of the components' state dicts.
+        True if anything improved (then `best.pt` is rewritten)."""
         improved = False
         current = None
         for head, record in self.best.items():
@@ -70,7 +67,7 @@ class Selection:
 
     def selected_states(self) -> dict:
         """The weights to hand on: the first head's epoch, overlaid with each head's own entries."""
-        merged = _copy(self.base)
+        merged = {component: dict(state) for component, state in self.base.items()}
         for head, entries in self.own.items():
             for component, state in entries.items():
                 merged.setdefault(component, {}).update(state)
@@ -93,6 +90,6 @@ class Selection:
         """Resume: the per-head records, and the weights from `best.pt` (which hold every head's own)."""
         self.best = state["best"]
         if selected:
-            self.base = _copy(selected)
+            self.base = selected
             if self.per_head:
                 self.own = {h: _owned(selected, self.owners[h]) for h, r in self.best.items() if r["epoch"] is not None}
