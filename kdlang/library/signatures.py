@@ -83,7 +83,8 @@ RUNTIME_ARGS = S(
     "runtime",
     (),
     {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False,
-     "cache_teacher": "auto"},
+     "cache_teacher": "auto", "divergence": "stop", "divergence_factor": 100.0, "divergence_steps": 20,
+     "skip_nonfinite": False},
     "how the run executes",
 )
 

@@ -3,8 +3,9 @@
 Paths: `data.batch` (the default data) or `data.NAME.KEY`, `data=CALL` / `data.NAME=CALL` (another
 data set, e.g. `data=synthetic(shape=[3, 32, 32], classes=100)` for a smoke run), `model.NAME.KEY`, `stage.NAME.KEY`,
 `stage.NAME.optimizer.KEY`, `stage.NAME.lr.KEY`, `schedule.NAME`, `runtime.KEY`,
-`granularity.NAME.LEVEL.KEY`. The value is recipe syntax (`2`, `0.1`, `"bf16"`, `[30, 45]`).
-Overrides edit the source text at the node's span, so diagnostics still point at real lines.
+`granularity.NAME.LEVEL.KEY`. The value is one value in recipe syntax (`2`, `0.1`, `"bf16"`,
+`[30, 45]`, `0..3`, `f(x=1)`). A key given twice takes its last value. Overrides edit the source
+text at the node's span, so diagnostics still point at real lines.
 """
 
 from __future__ import annotations
@@ -25,32 +26,48 @@ class OverrideError(ValueError):
 
 
 def apply_overrides(path: Path, overrides) -> dict:
-    """{file: new text} for every file an override touches."""
-    program, _ = load_path(path)
-    if program is None:
-        return {}
-    edits: dict[str, list] = {}
+    """{file: new text} for every file an override touches.
+
+    Each override edits the text the ones before it left (parsed again), so a later value of a key
+    replaces an earlier one and edits that overlap (`data=CALL`, then `data.batch=8`) compose instead
+    of splicing into each other's spans."""
+    texts: dict = {}
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise OverrideError(f"--set takes KEY=VALUE, got {item!r}")
-        _validate_value(value, item)
-        file, offset_edit = _locate(program, key.strip().split("."), value.strip(), item)
-        edits.setdefault(file, []).append(offset_edit)
-    texts = {}
-    for file, file_edits in edits.items():
+        key, value = _split(item)
+        program, _ = load_path(path, texts)
+        if program is None:  # the recipe does not parse: checking it reports where
+            break
+        file, (start, end, new) = _locate(program, key.split("."), value, item)
         text = program.sources[file]
-        for start, end, new in sorted(file_edits, key=lambda e: e[0], reverse=True):
-            text = text[:start] + new + text[end:]
-        texts[file] = text
+        texts[file] = text[:start] + new + text[end:]
     return texts
 
 
-def _validate_value(value: str, item: str) -> None:
+def _split(item: str) -> tuple[str, str]:
+    """KEY=VALUE as (the key with its parts stripped, the value checked to be one value)."""
+    key, sep, value = item.partition("=")
+    key = ".".join(part.strip() for part in key.split("."))
+    if not sep or not key:
+        raise OverrideError(f"--set takes KEY=VALUE, got {item!r}")
+    value = value.strip()
+    _require_one_value(value, item)
+    return key, value
+
+
+def _require_one_value(value: str, item: str) -> None:
+    """The value is pasted into the recipe's text, so it must be exactly one value there: `2 3`,
+    `1)`, `1, lr=2` or a `# comment` would change more than the value they replace."""
+    problem = OverrideError(f"--set {item}: {value!r} is not one recipe value (a number, \"string\", "
+                            "true/false, [list], range 0..3 or call f(x=1))")
+    if not value or value.endswith(","):
+        raise problem
     try:
-        parse(f"schedule _ = {value}")
+        recipe = parse(f"schedule _ = [{value}]")  # a one-item list: nothing can leak past its `]`
     except SyntaxProblem:
-        raise OverrideError(f"--set {item}: {value!r} is not a recipe value (numbers, \"strings\", [lists], true/false)") from None
+        raise problem from None
+    wrapped = recipe.statements[0].value if len(recipe.statements) == 1 else None
+    if not isinstance(wrapped, ast.ListExpr) or len(wrapped.items) != 1:
+        raise problem
 
 
 def _locate(program, parts, value, item):

@@ -11,6 +11,7 @@ from pathlib import Path
 import networkx as nx
 import torch
 
+from kdlang import checkpoint_io
 from kdlang.diagnostics import RecipeError, error, warning
 from kdlang.graph import evaluate
 from kdlang.library import branches as branch_lib
@@ -210,9 +211,7 @@ class Recipe:
             checkpoint = getattr(decl.node, "checkpoint", None)
             if decl.kind not in ("model", "granularity", "branch") or checkpoint is None or checkpoint.path is None:
                 continue
-            path = (self.path.parent / checkpoint.path) if not Path(checkpoint.path).is_absolute() else Path(checkpoint.path)
-            if not path.exists():
-                path = Path(checkpoint.path)
+            path = self._checkpoint_path(checkpoint.path)
             if not path.exists():
                 diagnostic = (warning if allow_missing else error)(
                     f"checkpoint \"{checkpoint.path}\" for `{decl.name}` does not exist"
@@ -225,7 +224,7 @@ class Recipe:
                 continue
             try:
                 component = self.component(decl.key)
-                state = load_state(path)
+                state = checkpoint_io.read_state_dict(path)
                 if decl.kind == "granularity":  # a branch stage saves decoders a student recipe may not build
                     own = component.state_dict()
                     state = {k: v for k, v in state.items() if k in own or ".decoder." not in k}
@@ -233,14 +232,28 @@ class Recipe:
                             all(".decoder." not in k for k in state):
                         problems.append(self._no_decoders(decl, checkpoint))
                         continue
-                component.load_state_dict(state)
-            except Exception as exc:  # corrupt, malicious or mismatched files are refused
+                checkpoint_io.load_into(component, state, path)
+            except checkpoint_io.CheckpointError as exc:  # damaged, hostile or mismatched files are refused
+                problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: it {exc.reason}",
+                                      checkpoint.span, hint=exc.fix))
+            except Exception as exc:  # what torch still refuses once keys and shapes fit
                 problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: "
-                                      f"{str(exc).splitlines()[0]}", checkpoint.span,
-                                      hint="checkpoints are loaded with weights_only=True: a state_dict or "
-                                      "kdlang's exported student.pt"))
+                                      f"{_first_line(exc)}", checkpoint.span,
+                                      hint="point `from` at a state_dict or at kdlang's exported student.pt"))
         if problems:
             raise RecipeError(problems, self.checked.sources)
+
+    def _checkpoint_path(self, written: str) -> Path:
+        """A `from "file"` path: relative to the recipe, else to the working directory."""
+        path = Path(written)
+        beside = path if path.is_absolute() else self.path.parent / path
+        return beside if beside.exists() else path
+
+    def checkpoint_files(self) -> list[Path]:
+        """The existing files the recipe's `from "file"` clauses load weights from."""
+        written = [getattr(d.node, "checkpoint", None) for d in self.symbols.decls.values()]
+        paths = [self._checkpoint_path(c.path) for c in written if c is not None and c.path is not None]
+        return [p for p in dict.fromkeys(paths) if p.is_file()]
 
     def _no_decoders(self, decl, checkpoint):
         """A granularity whose level logits the recipe needs, loaded from a file of encoders only."""
@@ -260,14 +273,10 @@ def _runtime_seed(symbols) -> int:
     return 0
 
 
-def load_state(path: Path) -> dict:
-    """A state_dict from a plain state_dict file or a kdlang export, loaded with weights_only=True."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(payload, dict) and "state_dict" in payload and isinstance(payload["state_dict"], dict):
-        payload = payload["state_dict"]
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path} holds a {type(payload).__name__}, not a state_dict")
-    return payload
+def _first_line(exc: Exception) -> str:
+    """An exception's first line, or its type when it has no message (an empty EOFError)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def load(path, *, overrides=(), allow_missing_checkpoints: bool = False, seed: int | None = None) -> Recipe:

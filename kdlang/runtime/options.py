@@ -4,6 +4,9 @@
 allowed only because the recipe asks: it was measured to wreck BatchNorm models whose convs have
 biases (design §5), so the run prints a warning and is not called equivalent to fp32 untested.
 `channels_last`: "auto" means on for CUDA (faster convolutions there), off on CPU.
+`divergence`: "stop" (default), "warn" or "off": what a total loss above `divergence_factor` times
+its running median for `divergence_steps` consecutive steps does (see `guards`).
+`skip_nonfinite`: skip (count, no optimizer step) batches whose loss is not finite, instead of stopping.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ class RuntimeOptions:
     seed: int = 0
     deterministic: bool = False
     cache_teacher: object = "auto"
+    divergence: str = "stop"
+    divergence_factor: float = 100.0
+    divergence_steps: int = 20
+    skip_nonfinite: bool = False
 
     @classmethod
     def from_recipe(cls, recipe) -> "RuntimeOptions":
@@ -35,9 +42,15 @@ class RuntimeOptions:
         return cls(**values)
 
     def resolve_device(self, requested: str | None) -> str:
+        """`--device`, else the recipe's device; refuses (ValueError) one this machine lacks before
+        anything is built on it, naming the devices it has."""
         wanted = requested or self.device
         if wanted == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+        problem = _unavailable(wanted)
+        if problem:
+            origin = f"--device {wanted}" if requested else f'runtime(device="{wanted}")'
+            raise ValueError(f"{origin}: {problem}; this machine has {', '.join(available_devices())}")
         return wanted
 
     def use_channels_last(self, device: str) -> bool:
@@ -77,10 +90,55 @@ class RuntimeOptions:
             print("kdlang: warning: bf16 autocast on the CPU; it was measured to lose accuracy badly on "
                   "BatchNorm models with conv biases. Compare with an fp32 run before trusting it.",
                   file=sys.stderr)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+        if not _whole(self.seed):
             raise ValueError(f"runtime(seed=...) must be a whole number, not {self.seed!r}")
+        self._check_guards()
         if self.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def _check_guards(self) -> None:
+        """The numerics guards' settings, refused before training rather than misread during it."""
+        if self.divergence not in ("stop", "warn", "off"):
+            raise ValueError(f'runtime(divergence=...) is "stop", "warn" or "off", not {self.divergence!r}')
+        factor = self.divergence_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 1:
+            raise ValueError(f"runtime(divergence_factor=...) must be a number above 1, not {factor!r}")
+        if not _whole(self.divergence_steps) or self.divergence_steps < 1:
+            raise ValueError(f"runtime(divergence_steps=...) must be a positive whole number, "
+                             f"not {self.divergence_steps!r}")
+        if not isinstance(self.skip_nonfinite, bool):
+            raise ValueError(f"runtime(skip_nonfinite=...) is true or false, not {self.skip_nonfinite!r}")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def available_devices() -> list[str]:
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    return devices + (["mps"] if torch.backends.mps.is_available() else [])
+
+
+def _unavailable(name) -> str | None:
+    """Why the device `name` cannot be used here, or None when it can."""
+    if not isinstance(name, str):
+        return "a device is named by a string such as \"cpu\" or \"cuda:0\""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return "not a device name (cpu, cuda, cuda:N, mps)"
+    if device.type == "cpu":
+        return None
+    if device.type == "mps":
+        return None if torch.backends.mps.is_available() else "no MPS (Apple GPU) device"
+    if device.type != "cuda":
+        return f"kdlang runs on cpu, cuda and mps devices, not {device.type}"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return "no CUDA GPU is available"
+    if device.index is not None and device.index >= count:
+        return f"there is no GPU {device.index}"
+    return None
 
 
 def free_memory(device: str) -> int:
