@@ -60,12 +60,14 @@ def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip)
     try:
         symbols, problems = declare(program.statements)
         diagnostics += problems
-        resolution, problems = resolve(symbols)
+        resolution, problems = resolve(symbols, open_names=program.fragment)
         diagnostics += problems
         graph = RecipeGraph(program, symbols, resolution)
     except Exception:  # a bug in kdlang, reported without a traceback
         diagnostics.append(_internal("building the recipe graph", program))
         return Checked(program, None, _ordered(diagnostics), sources)
+    if program.fragment:
+        skip = (*skip, *_library_skips(graph))
     for check in passes.PASSES:
         if check.__name__ in skip:
             continue
@@ -76,6 +78,16 @@ def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip)
         except Exception:
             diagnostics.append(_internal(f"the `{check.__name__}` pass", program))
     return Checked(program, graph, _ordered(diagnostics), sources)
+
+
+def _library_skips(graph: RecipeGraph) -> tuple:
+    """The passes that judge a whole recipe, not run on a fragment (`kdlang 1 fragment`) checked on
+    its own: what it leaves unused, and its missing report, are the using recipe's business; and
+    where it reads names of the using recipe, its stages and shapes are incomplete here."""
+    skips = ["unused"] + ([] if graph.symbols.reports else ["report"])
+    if graph.resolution.external:
+        skips += ["stages", "shapes"]
+    return tuple(skips)
 
 
 def _internal(where: str, program: Program) -> Diagnostic:

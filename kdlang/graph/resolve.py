@@ -35,11 +35,13 @@ class Resolution:
     outputs_used: dict = attrs.field(factory=dict)  # granularity/branch key -> set of outputs read
     teacher_inputs: dict = attrs.field(factory=dict)  # loss key -> components on the teacher side
     evaluated: dict = attrs.field(factory=dict)  # stage key -> components its `evaluate` items name, in order
+    external: set = attrs.field(factory=set)  # names a fragment reads from the recipes that use it
 
 
 class Resolver:
-    def __init__(self, symbols: Symbols):
+    def __init__(self, symbols: Symbols, open_names: bool = False):
         self.symbols = symbols
+        self.open_names = open_names  # a fragment: an unknown name is one the using recipe declares
         self.problems: list[Diagnostic] = []
         self.result = Resolution()
         self._current: str | None = None
@@ -196,6 +198,8 @@ class Resolver:
         if decl is None and name.text in BUILTINS:
             self._error(f"`{name.text}` is the batch's {BUILTINS[name.text]}, not a declaration", name.span,
                         hint="it can only be passed to a loss, e.g. `ce(s_logits, label)`")
+        elif decl is None and self.open_names:
+            self.result.external.add(name.text)
         elif decl is None:
             self._error(f"unknown name `{name.text}`", name.span,
                         hint=did_you_mean(name.text, self._visible_names(), "declared names"))
@@ -612,7 +616,8 @@ def _fold(op, a, b):
         return None
 
 
-def resolve(symbols: Symbols) -> tuple[Resolution, list[Diagnostic]]:
-    resolver = Resolver(symbols)
+def resolve(symbols: Symbols, open_names: bool = False) -> tuple[Resolution, list[Diagnostic]]:
+    """`open_names`: checking a fragment on its own, where names it does not declare are not errors."""
+    resolver = Resolver(symbols, open_names)
     result = resolver.run()
     return result, resolver.problems

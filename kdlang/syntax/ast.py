@@ -163,6 +163,7 @@ Expr = Union[Num, Str, Bool, NoneLit, ListExpr, Ref, Call, BinOp, Neg, Arrow, Ra
 class Version:
     number: int
     span: Span = _span()
+    fragment: bool = False  # `kdlang 1 fragment`: a file for recipes to `use`, checked as a library
 
 
 @attrs.frozen

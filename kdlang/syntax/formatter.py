@@ -159,8 +159,8 @@ def format_statement(node) -> str:
     if declaration is not None:
         return " = ".join(declaration)
     match node:
-        case ast.Version(number=number):
-            return f"kdlang {number}"
+        case ast.Version(number=number, fragment=fragment):
+            return f"kdlang {number}" + (" fragment" if fragment else "")
         case ast.Title(text=text):
             return f"recipe {quote(text)}"
         case ast.Use(path=path):

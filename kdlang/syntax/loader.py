@@ -2,10 +2,16 @@
 
 `use "x.kd"` is replaced in place by x's statements, once per file (a diamond is included once),
 paths relative to the file that says `use`. A cycle is a diagnostic that shows the whole chain.
+
+Every recipe file is read by `read_recipe_file`: regular files only, at most 1 MiB, UTF-8. A `use`
+names `.kd` files only, so a diagnostic never quotes a line of some other file on the machine.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
 import attrs
@@ -16,6 +22,92 @@ from kdlang.syntax.errors import SyntaxProblem
 from kdlang.syntax.parser import parse
 
 SUPPORTED_VERSIONS = (1,)
+RECIPE_SUFFIX = ".kd"
+MAX_RECIPE_BYTES = 1 << 20  # far above any real recipe; stops `/dev/zero`-like files early
+
+
+class UnreadableRecipe(Exception):
+    """A recipe file that cannot be read as text. `reason` and `hint` say why and what to do;
+    `str()` is the one-line message the command line prints."""
+
+    def __init__(self, path, reason: str, hint: str):
+        super().__init__(f"cannot read {path}: {reason}; {hint}")
+        self.path, self.reason, self.hint = Path(path), reason, hint
+
+
+class MissingRecipe(UnreadableRecipe):
+    """The recipe file does not exist (its own message: the usual first mistake)."""
+
+    def __init__(self, path):
+        UnreadableRecipe.__init__(self, path, "no such file", "check the path")
+        self.args = (f"no such recipe file: {path}",)
+
+
+def read_recipe_file(path: str | Path) -> str:
+    """The text of a recipe file. Refuses, with an `UnreadableRecipe`, anything that is not a
+    regular file (a FIFO or device would block or never end), over `MAX_RECIPE_BYTES`, or not UTF-8."""
+    path = Path(path)
+    _require_regular(path, _stat(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _os_problem(path, exc) from None
+    with os.fdopen(fd, "rb") as handle:
+        _require_regular(path, os.fstat(handle.fileno()))  # the file may have been swapped since the stat
+        data = handle.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise _too_big(path)
+    return _decoded(path, data)
+
+
+def read_recipe_stream(stream, name: str) -> str:
+    """The text of a recipe read from an open binary stream (standard input), with the same limits."""
+    data = stream.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise _too_big(name)
+    return _decoded(name, data)
+
+
+def _too_big(path) -> UnreadableRecipe:
+    return UnreadableRecipe(path, f"it is over {MAX_RECIPE_BYTES >> 20} MiB, too big for a recipe",
+                            "check that this is the recipe you meant")
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        raise _os_problem(path, exc) from None
+
+
+def _os_problem(path: Path, exc: OSError) -> UnreadableRecipe:
+    if exc.errno == errno.ENOENT:
+        return MissingRecipe(path)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return UnreadableRecipe(path, "permission denied", "check the file's permissions")
+    return UnreadableRecipe(path, exc.strerror or str(exc), "check the path")
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _require_regular(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISREG(info.st_mode):
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise UnreadableRecipe(path, "it is a directory", f"name the recipe files (e.g. {path}/*.kd)")
+    what = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "not a regular file")
+    raise UnreadableRecipe(path, f"it is {what}", "recipes are read from regular files only")
+
+
+def _decoded(path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UnreadableRecipe(path, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, "
+                                     f"line {line})", "save the file as UTF-8") from None
 
 
 @attrs.frozen
@@ -26,6 +118,11 @@ class Program:
     files: tuple  # every parsed file, root first
     statements: tuple
     sources: SourceMap
+
+    @property
+    def fragment(self) -> bool:
+        """The root file says `kdlang 1 fragment`: a library of declarations, checked on its own."""
+        return self.root.version is not None and self.root.version.fragment
 
     @property
     def title(self) -> str | None:
@@ -71,15 +168,11 @@ class _Loader:
             text = self.texts.get(str(path))
         if text is None:
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                text = read_recipe_file(path)
+            except UnreadableRecipe as problem:
                 if used_at is None:
-                    raise FileNotFoundError(f"cannot read {path}: {reason}") from None
-                self.diagnostics.append(
-                    error(f"cannot read fragment \"{used_at.path}\": {reason}", used_at.span,
-                          hint=f"looked for {path}; a fragment's path is relative to the file that uses it")
-                )
+                    raise
+                self.diagnostics.append(_unreadable_fragment(used_at, path, problem))
                 return None
         self.sources[str(path)] = text
         try:
@@ -97,7 +190,7 @@ class _Loader:
             if is_root:
                 self.diagnostics.append(
                     error("the recipe has no version line", ast.Span(recipe.file, 1, 1, 1, 2),
-                          hint="start the file with `kdlang 1`")
+                          hint="start the file with `kdlang 1`, or `kdlang 1 fragment` for a file that recipes `use`")
                 )
         elif version.number not in SUPPORTED_VERSIONS:
             self.diagnostics.append(
@@ -119,11 +212,36 @@ class _Loader:
             if target in seen:
                 continue
             seen.add(target)
+            if not _names_a_recipe_file(statement.path, target):
+                self.diagnostics.append(_not_a_recipe_file(statement))
+                continue
             fragment = self._parse(path.parent / statement.path, None, used_at=statement)
             if fragment is None:
                 continue
             out.extend(self._flatten(fragment, path.parent / statement.path, stack + [(target, statement)], seen))
         return out
+
+
+def _names_a_recipe_file(written: str, target: Path) -> bool:
+    """Both the path as written and the file it leads to (through links) end in `.kd`: a `use`
+    never reads, nor quotes in a diagnostic, a file that is not a recipe file."""
+    return written.endswith(RECIPE_SUFFIX) and target.name.endswith(RECIPE_SUFFIX)
+
+
+def _not_a_recipe_file(use: ast.Use) -> Diagnostic:
+    if use.path.endswith(RECIPE_SUFFIX):
+        message = f"`use` takes a `{RECIPE_SUFFIX}` file; \"{use.path}\" is a link to a file that is not one"
+    else:
+        message = f"`use` takes a `{RECIPE_SUFFIX}` file, not \"{use.path}\""
+    return error(message, use.span, hint=f"fragments are recipe files named `*{RECIPE_SUFFIX}`")
+
+
+def _unreadable_fragment(use: ast.Use, path: Path, problem: UnreadableRecipe) -> Diagnostic:
+    if isinstance(problem, MissingRecipe):
+        hint = f"looked for {path}; a fragment's path is relative to the file that uses it"
+    else:
+        hint = problem.hint
+    return error(f"cannot read fragment \"{use.path}\": {problem.reason}", use.span, hint=hint)
 
 
 def _cycle(closing: ast.Use, stack, target: Path) -> Diagnostic:

@@ -25,7 +25,7 @@ _COMMENTS: list = []  # filled by the lexer callback during one parse
 _TEXT = [""]  # the text being parsed, for the keyword check
 _LOCK = threading.Lock()
 KEYWORDS = (
-    "kdlang recipe use data model from stage frozen tap granularity on mirrors level branch schedule "
+    "kdlang fragment recipe use data model from stage frozen tap granularity on mirrors level branch schedule "
     "excite loss train evaluate optimizer lr losses report select noise runtime true false none for in"
 ).split()
 
@@ -158,7 +158,10 @@ class _Builder(Transformer):
         return _Built(version, statements, self._span(meta))
 
     def version(self, meta, children):
-        return ast.Version(int(children[0]), span=self._span(meta))
+        return ast.Version(int(children[0]), fragment=len(children) > 1, span=self._span(meta))
+
+    def fragment_mark(self, meta, children):
+        return True
 
     def title(self, meta, children):
         return ast.Title(_unquote(children[0]), span=self._span(meta))
