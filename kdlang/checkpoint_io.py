@@ -39,9 +39,8 @@ def read(path) -> object:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are no help to a user
             return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot be read ({exc.strerror or exc})",
-                              "check the file's permissions") from None
+    except PermissionError:
+        raise CheckpointError(path, "cannot be read (permission denied)", "check the file's permissions") from None
     except Exception as exc:  # torch raises many kinds of error for a damaged or hostile file
         raise _refusal(path, exc) from None
 

@@ -1,4 +1,5 @@
-"""Checkpoints written atomically (temp file, fsync, rename) and read with `weights_only=True`."""
+"""Checkpoints written atomically (temp file, fsync, rename) and read through `kdlang.checkpoint_io`,
+so that a damaged or hostile file is one `CheckpointError` line, never a traceback."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from kdlang.checkpoint_io import CheckpointError, read
+
+__all__ = ["CheckpointError", "load", "save"]
 
 
 def save(path: Path, payload: dict) -> None:
@@ -26,7 +31,12 @@ def save(path: Path, payload: dict) -> None:
 
 
 def load(path: Path) -> dict:
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """A run's own checkpoint (its state or its selected weights), loaded with `weights_only=True`."""
+    payload = read(path)
+    if not isinstance(payload, dict):
+        raise CheckpointError(path, f"holds a {type(payload).__name__}, not a kdlang run checkpoint",
+                              "start the run afresh with --overwrite")
+    return payload
 
 
 def load_last(run_dir: Path) -> dict | None:

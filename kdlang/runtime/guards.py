@@ -84,10 +84,11 @@ class DivergenceWatch:
         self.warned = False
 
     def usual(self) -> float | None:
-        """The level a total loss is judged against, once there are enough steps to judge by."""
+        """The level a total loss is judged against, once there are enough steps to judge by and
+        the level is not zero (a loss weighted by zero so far has no scale to run away from)."""
         if len(self.recent) < self.patience:
             return None
-        return max(abs(statistics.median(self.recent)), abs(self.start))
+        return max(abs(statistics.median(self.recent)), abs(self.start)) or None
 
     def observe(self, total: float) -> float | None:
         """Record one step's total; the usual level it ran away from once it has been above

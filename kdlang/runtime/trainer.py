@@ -11,17 +11,14 @@ from pathlib import Path
 
 import torch
 
-from kdlang.runtime import checkpoints, distributed, progress
+from kdlang.runtime import checkpoints, distributed, guards, progress
 from kdlang.syntax import ast
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.options import RuntimeOptions
 from kdlang.runtime.selection import Selection
 from kdlang.runtime.policy import Policy
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+from kdlang.runtime.guards import NonFiniteLoss  # noqa: F401 (run.py catches it from the trainer)
 
 
 class Trainer:
@@ -190,7 +187,10 @@ class Trainer:
                      clip=None) -> dict:
         module.train()
         data.set_epoch(epoch)
+        guard = guards.EpochGuard(self.options, guards.stage_watch(module, self.options),
+                                  guards.Place(stage, epoch, steps, self.out), warn=self.log)
         sums: dict = {}
+        trained = 0
         bar = progress.Bar(f"{stage} {epoch + 1}/{epochs}", steps)
         for step, (inputs, labels, index) in enumerate(data.train):
             if step >= steps:
@@ -202,26 +202,27 @@ class Trainer:
                 _, losses = runner((inputs, labels, index))
             losses = {name: value.float() for name, value in losses.items()}
             total = sum(losses.values())
-            if not torch.isfinite(total):
-                bad = next(k for k, v in losses.items() if not torch.isfinite(v))
-                raise NonFiniteLoss(f"loss `{bad}` became {losses[bad].item()} at stage {stage}, epoch {epoch + 1}, "
-                                    f"step {step + 1}; the last good checkpoint is {self.out / 'last.pt'}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            if clip is not None:  # the stage's grad_clip: max L2 norm over everything it trains
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(module.trainable_parameters(), clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-            bar.update({k: v / (step + 1) for k, v in sums.items()})
+            terms, total_value = guards.read(losses, total)
+            if guard.admit(*guards.agree(terms, total_value, self.world, self.device), step):
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(total).backward()
+                if clip is not None:  # the stage's grad_clip: max L2 norm over everything it trains
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(module.trainable_parameters(), clip)
+                scaler.step(optimizer)
+                scaler.update()
+                trained += 1
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value
+            scheduler.step()  # also after a skipped batch: the schedule keeps to the step count
+            bar.update({k: v / trained for k, v in sums.items()})
         bar.close()
-        count = max(1, min(steps, len(data.train)))
+        if guard.report():
+            self.log(guard.report())
         names = list(sums)
-        totals = distributed.all_sum([sums[n] / count for n in names], self.world, self.device)
-        return {name: value / self.world.size for name, value in zip(names, totals)}
+        totals = distributed.all_sum([sums[n] / max(1, trained) for n in names], self.world, self.device)
+        means = {name: value / self.world.size for name, value in zip(names, totals)}
+        return {**means, "skipped": guard.skipped} if self.options.skip_nonfinite else means
 
     def _evaluate(self, module, data) -> dict:
         out = {}
