@@ -74,14 +74,17 @@ class RenderError(Exception):
 def render_to(graph: RecipeGraph, path) -> None:
     """Write the recipe picture to `path`; the suffix picks the format."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    _write(path, render_bytes(graph, path.suffix.lower(), path.name))
+
+
+def render_bytes(graph: RecipeGraph, suffix: str, name: str = "the picture") -> bytes:
+    """The recipe picture in the format a file suffix names (`.svg`, `.png`, `.pdf`, `.dot`)."""
     if suffix in DOT_SUFFIXES:
-        _write(path, to_dot(graph).encode("utf-8"))
-    elif suffix in RENDERED_SUFFIXES:
-        _write(path, _pipe(to_dot(graph), RENDERED_SUFFIXES[suffix], suffix))
-    else:
-        shown = f"`{suffix}`" if suffix else "no suffix"
-        raise RenderError(f"cannot render {path.name}: unknown format ({shown}); the suffix must be one of {SUPPORTED}")
+        return to_dot(graph).encode("utf-8")
+    if suffix in RENDERED_SUFFIXES:
+        return _pipe(to_dot(graph), RENDERED_SUFFIXES[suffix], suffix)
+    shown = f"`{suffix}`" if suffix else "no suffix"
+    raise RenderError(f"cannot render {name}: unknown format ({shown}); the suffix must be one of {SUPPORTED}")
 
 
 def to_dot(graph: RecipeGraph) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import torch
+
+from kdlang.runtime import durable
 
 
 def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int, int]:
@@ -18,31 +21,39 @@ def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, in
 
 
 class MetricsLog:
-    def __init__(self, run_dir: Path):
+    """The run's metrics rows. Both files are rewritten whole and atomically on each row, so a
+    crash never leaves half a row, and a resume keeps exactly the rows its journal committed."""
+
+    def __init__(self, run_dir: Path, writer: bool = True):
         self.dir = Path(run_dir)
+        self.writer = writer
         self.rows: list[dict] = []
         self._tb = None
+
+    def restore(self, committed: int) -> None:
+        """Resume: keep the first `committed` rows of `metrics.jsonl` (later ones were never committed)."""
+        path = self.dir / "metrics.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        rows = [json.loads(line) for line in lines if line.strip()]
+        self.rows = rows[:committed]
+        if self.writer and len(rows) != committed:
+            self._write_files()
 
     def write(self, stage: str, epoch: int, values: dict) -> None:
         row = {"stage": stage, "epoch": epoch + 1, **{k: _round(v) for k, v in values.items()}}
         self.rows.append(row)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
-        self._write_csv()
-        self._tensorboard(stage, epoch, values)
+        if self.writer:
+            self._write_files()
+            self._tensorboard(stage, epoch, values)
 
-    def _write_csv(self) -> None:
-        rows = self._all_rows()
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-        with open(self.dir / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def _all_rows(self) -> list[dict]:
-        path = self.dir / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    def _write_files(self) -> None:
+        durable.write_text(self.dir / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in self.rows))
+        columns = list(dict.fromkeys(k for row in self.rows for k in row))
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        durable.write_text(self.dir / "metrics.csv", table.getvalue())
 
     def _tensorboard(self, stage: str, epoch: int, values: dict) -> None:
         if self._tb is None:

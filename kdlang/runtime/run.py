@@ -2,51 +2,94 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import platform
+import signal
 import sys
 from pathlib import Path
 
 import torch
 
 from kdlang.library.datasets import DataError
-from kdlang.runtime import checkpoints, distributed
+from kdlang.runtime import checkpoints, distributed, durable
 from kdlang.runtime.policy import Policy
+from kdlang.runtime.rundir import JOURNAL, Identity, RunDirError, RunDirectory
 from kdlang.runtime.trainer import NonFiniteLoss, Trainer
 
 
-def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=False, overrides=()) -> int:
-    """Train every stage into `out`; under torchrun, rank 0 alone writes."""
+def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=False, overwrite=False,
+            force=False, overrides=()) -> int:
+    """Train every stage into `out`; under torchrun, rank 0 alone writes. `resume` continues the
+    run in `out` (of the same recipe, unless `force`); a fresh run needs `out` empty or `overwrite`."""
     from kdlang.runtime.options import RuntimeOptions
 
     options = RuntimeOptions.from_recipe(recipe)
     world = distributed.from_env()
-    device = distributed.init(world, options.resolve_device(device))
     try:
-        options.check(device)
+        options.check(options.resolve_device(device))
     except ValueError as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 2
+    device = distributed.init(world, options.resolve_device(device))
     try:
-        return _execute(recipe, Path(distributed.broadcast(str(out), world)), world, device=device,
-                        seed=seed, smoke=smoke, resume=resume, overrides=overrides)
+        out = Path(distributed.broadcast(str(out), world))
+        seed = recipe.seed if seed is None else seed
+        record = functools.partial(_write_record, recipe, device=device, seed=seed, smoke=smoke,
+                                   overrides=overrides, world=world)
+        rundir = _open(recipe, out, world, seed=seed, smoke=smoke, resume=resume, overwrite=overwrite, force=force,
+                       record=record)
+        if rundir is None:
+            return 2
+        if rundir.journal.finished:
+            print(f"kdlang: {out} is a finished run; its summary is {out / 'summary.md'}")
+            return 0
+        with _terminate_as_interrupt():
+            return _execute(recipe, rundir, world, device=device, seed=seed, smoke=smoke)
+    except KeyboardInterrupt:
+        print(f"kdlang: interrupted; {_resume_advice(recipe, out, overrides)}", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, read-only, a path that is a file: the committed epochs stay intact
+        where = exc.filename or out
+        print(f"kdlang: cannot write {where}: {exc.strerror or exc}; {_resume_advice(recipe, out, overrides)}",
+              file=sys.stderr)
+        return 2
     finally:
         distributed.shutdown(world)
 
 
-def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides) -> int:
-    seed = recipe.seed if seed is None else seed
-    torch.manual_seed(seed)
+def _open(recipe, out: Path, world, *, seed, smoke, resume, overwrite, force, record) -> RunDirectory | None:
+    """The run directory, opened by rank 0 and then followed by the others; None if refused."""
+    problem = None
     if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_record(recipe, out, device=device, seed=seed, smoke=smoke, overrides=overrides, world=world)
-    trainer = Trainer(recipe, out, device=device, seed=seed, smoke=smoke, resume=resume,
+        identity = Identity.of(recipe, seed=seed, smoke=smoke)
+        try:
+            rundir = (RunDirectory.resume(out, identity, force=force, record=record) if resume
+                      else RunDirectory.create(out, identity, overwrite=overwrite, record=record))
+        except RunDirError as exc:
+            problem = str(exc)
+    problem = distributed.broadcast(problem, world)
+    if problem:
+        if world.main:
+            print(f"kdlang: {problem}", file=sys.stderr)
+        return None
+    return rundir if world.main else RunDirectory.follow(out)
+
+
+def _execute(recipe, rundir: RunDirectory, world, *, device, seed, smoke) -> int:
+    out = rundir.folder
+    torch.manual_seed(seed)
+    trainer = Trainer(recipe, out, device=device, seed=seed, smoke=smoke, rundir=rundir,
                       log=lambda line: print(line, flush=True), world=world)
     try:
         results = trainer.run()
     except NonFiniteLoss as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 1
+    except RunDirError as exc:
+        print(f"kdlang: {exc}", file=sys.stderr)
+        return 2
     except DataError as exc:  # missing data: say where the recipe asks for it and how to get it
         print(data_diagnostic(recipe, exc), file=sys.stderr)
         return 2
@@ -54,10 +97,35 @@ def _execute(recipe, out: Path, world, *, device, seed, smoke, resume, overrides
         return 0
     export_students(recipe, out)
     table = summary_table(results, Policy.from_recipe(recipe))
-    (out / "summary.md").write_text(f"# {recipe.title}\n\n{table}\n", encoding="utf-8")
+    durable.write_text(out / "summary.md", f"# {recipe.title}\n\n{table}\n")
+    rundir.mark_finished()
     print(table)
     print(f"run written to {out}")
     return 0
+
+
+def _resume_advice(recipe, out: Path, overrides) -> str:
+    sets = "".join(f" --set {item}" for item in overrides)
+    command = f"kdlang compile {recipe.path} --run{sets}"
+    if not (out / JOURNAL).exists():
+        return f"the run had not started; start it again with: {command} --out {out} --overwrite"
+    return f"the run keeps every committed epoch; continue it with: {command} --resume {out}"
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's or `kill`'s stop) ends the run like Ctrl-C: cleanly, resumable."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def data_diagnostic(recipe, exc) -> str:
@@ -72,21 +140,22 @@ def data_diagnostic(recipe, exc) -> str:
 def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:
     from kdlang.runtime.operative import operative_recipe
 
-    (out / "recipe.kd").write_text(operative_recipe(recipe, overrides), encoding="utf-8")
+    durable.write_text(out / "recipe.kd", operative_recipe(recipe, overrides))
     meta = {
         "recipe": str(recipe.path), "title": recipe.title, "seed": seed, "device": str(device),
         "smoke": smoke, "overrides": list(overrides), "processes": world.size, "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
         "policy": Policy.from_recipe(recipe).describe(),
     }
-    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    try:
-        from kdlang.graph.render import render_to
+    durable.write_text(out / "run.json", json.dumps(meta, indent=2) + "\n")
+    from kdlang.graph.render import RenderError, render_bytes
 
-        render_to(recipe.graph, out / "recipe.dot")
-        render_to(recipe.graph, out / "recipe.svg")
-    except Exception:  # the diagram is a convenience; `dot` may be missing
-        pass
+    for suffix in (".dot", ".svg"):
+        try:
+            picture = render_bytes(recipe.graph, suffix)
+        except RenderError:  # the diagram is a convenience; `dot` may be missing
+            continue
+        durable.write_bytes(out / f"recipe{suffix}", picture)
 
 
 def export_students(recipe, out: Path) -> None:

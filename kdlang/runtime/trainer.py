@@ -1,7 +1,7 @@
 """Run every stage of a recipe in order: optimise, evaluate, log, checkpoint, select, hand on.
 
-A run directory holds the operative recipe, metrics (JSONL, CSV), checkpoints (`last.pt`,
-`best.pt`, written atomically), the exported student and `summary.md`.
+A run directory holds the operative recipe, metrics (JSONL, CSV), the journal and the checkpoints
+it commits (`last.pt`, `best.pt` link to them), the exported student and `summary.md`.
 """
 
 from __future__ import annotations
@@ -11,49 +11,68 @@ from pathlib import Path
 
 import torch
 
-from kdlang.runtime import checkpoints, distributed, guards, progress
+from kdlang.runtime import distributed, guards, progress
 from kdlang.syntax import ast
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.options import RuntimeOptions
 from kdlang.runtime.selection import Selection
 from kdlang.runtime.policy import Policy
+from kdlang.runtime.rundir import Identity, RunDirError, RunDirectory
 from kdlang.runtime.guards import NonFiniteLoss  # noqa: F401 (run.py catches it from the trainer)
 
 
 class Trainer:
+    """Runs the stages into a run directory, committing after every epoch and every stage (see
+    `rundir`); given an opened `rundir`, it continues from that directory's last commit."""
+
     def __init__(self, recipe, out: Path, *, device: str = "cpu", seed: int = 0, smoke: bool = False,
-                 resume: bool = False, log=print, world: distributed.World = distributed.SINGLE):
+                 resume: bool = False, log=print, world: distributed.World = distributed.SINGLE,
+                 rundir: RunDirectory | None = None):
         self.recipe = recipe
         self.out = Path(out)
+        if rundir is None:
+            identity = Identity.of(recipe, seed=seed, smoke=smoke)
+            rundir = RunDirectory.resume(out, identity) if resume else RunDirectory.create(out, identity)
+        self.rundir = rundir
         self.device = torch.device(device)
         self.seed = seed
         self.smoke = smoke
-        self.resume = resume
         self.world = world
         self.log = log if world.main else (lambda _: None)
         self.policy = Policy.from_recipe(recipe)
         self.options = RuntimeOptions.from_recipe(recipe)
         self.channels_last = self.options.use_channels_last(str(self.device))
-        self.metrics = MetricsLog(self.out)
+        self.metrics = MetricsLog(self.out, writer=world.main)
         self.results: list[dict] = []
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> list[dict]:
-        if self.world.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        distributed.barrier(self.world)
-        state = checkpoints.load_last(self.out) if self.resume else None
+        """Every stage not yet committed; the results of all of them."""
+        state = self.rundir.load_state()
+        self.metrics.restore(self.rundir.journal.metrics_rows)
         if state is not None:
+            self._check_committed(state)
             self.results = state["results"]
             self._restore_components(state["components"])
-        done = len(self.results)
         for index, stage in enumerate(self.recipe.stages):
-            if index < done:
-                continue
-            resume_state = state if state is not None and state["stage"] == stage else None
-            self.results.append(self.run_stage(stage, resume_state))
+            if index < len(self.results):
+                continue  # committed as done
+            in_stage = state is not None and state["stage"] == stage and state["epoch"] is not None
+            self.results.append(self.run_stage(stage, state if in_stage else None))
+            self.rundir.commit({"stage": stage, "epoch": None, "results": self.results,
+                                "components": self._component_states(None)}, keep_best=False, metrics=self.metrics)
         return self.results
+
+    def _check_committed(self, state: dict) -> None:
+        """A run continued by another recipe (`--force`) must share the stages and components it
+        committed; anything else would mix two recipes' weights."""
+        done = [result["stage"] for result in state["results"]] + ([state["stage"]] if state["epoch"] is not None else [])
+        foreign = [name for name in state["components"] if name not in self.recipe.symbols.decls]
+        if done != self.recipe.stages[:len(done)] or foreign:
+            what = f"the component `{foreign[0]}`" if foreign else f"the stages {', '.join(done)}"
+            raise RunDirError(f"{self.out} committed {what}, which this recipe does not have in that order "
+                              f"({', '.join(self.recipe.stages)}); start afresh with --out DIR")
 
     def run_stage(self, stage: str, resume_state=None) -> dict:
         from kdlang.runtime.data import stage_data
@@ -92,11 +111,10 @@ class Trainer:
         if resume_state is not None:
             optimizer.load_state_dict(resume_state["optimizer"])
             scheduler.load_state_dict(resume_state["scheduler"])
+            scaler.load_state_dict(resume_state["scaler"])
             _restore_losses(module, resume_state["losses"])
-            best_file = self.out / "best.pt"
-            selected = checkpoints.load(best_file) if best_file.exists() else None
-            selection.restore(resume_state["best"],
-                              selected["components"] if selected and selected["stage"] == stage else None)
+            selected = self.rundir.load_best()  # the journal resets it when a stage ends: this stage's
+            selection.restore(resume_state["best"], selected["components"] if selected else None)
             last_metrics = resume_state.get("metrics", {})
             start_epoch = resume_state["epoch"] + 1
             torch.set_rng_state(resume_state["rng"])
@@ -108,24 +126,22 @@ class Trainer:
                                              epochs, steps, clip)
             evaluated = self._evaluate(module, data)
             last_metrics = {**{f"train/{k}": v for k, v in train_losses.items()}, **evaluated}
-            if self.world.main:
-                self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
-                                                  "seconds": round(time.perf_counter() - started, 3)})
-            if selection.update(epoch, evaluated, lambda: self._component_states(module)):
-                self._save("best.pt", {"stage": stage, "epoch": epoch, "components": selection.selected_states()})
+            self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
+                                              "seconds": round(time.perf_counter() - started, 3)})
+            improved = selection.update(epoch, evaluated, lambda: self._component_states(module))
             self.log(progress.epoch_line(stage, epoch, epochs, train_losses, evaluated))
-            self._save("last.pt", {
+            self.rundir.commit({
                 "stage": stage, "epoch": epoch, "results": self.results,
                 "components": self._component_states(None), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "losses": _loss_states(module), "best": selection.state(),
-                "metrics": last_metrics,
-                "rng": torch.get_rng_state(),
-            })
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "losses": _loss_states(module),
+                "best": selection.state(), "metrics": last_metrics, "rng": torch.get_rng_state(),
+            }, best={"stage": stage, "epoch": epoch, "components": selection.selected_states()} if improved else None,
+                metrics=self.metrics)
         distributed.barrier(self.world)
         last = {k: v for k, v in last_metrics.items() if not k.startswith("train/")}
         best = selection.summary()
         if self.policy.select == "best" and selection.selected_any:
-            self._restore_components(checkpoints.load(self.out / "best.pt")["components"])
+            self._restore_components(selection.selected_states())
         elif self.policy.select == "last":  # the last epoch's weights are what the stage hands on
             best = {"epoch": epochs - 1, "metrics": last, "epochs": {}}
         if selection.per_head and self.policy.select == "best":
@@ -143,8 +159,7 @@ class Trainer:
         self.log(f"stage {stage}: evaluates {', '.join(h for h, _ in module.heads)}")
         started = time.perf_counter()
         evaluated = self._evaluate(module, data)
-        if self.world.main:
-            self.metrics.write(stage, -1, {**evaluated, "seconds": round(time.perf_counter() - started, 3)})
+        self.metrics.write(stage, -1, {**evaluated, "seconds": round(time.perf_counter() - started, 3)})
         self.log(progress.evaluation_line(stage, evaluated))
         return {"stage": stage, "heads": [h for h, _ in module.heads], "best_epoch": None,
                 "best": evaluated, "last": evaluated, "noise": self._noise_table(module, stage)}
@@ -255,10 +270,6 @@ class Trainer:
         return {head: (100.0 * top1 / max(n, 1), 100.0 * top5 / max(n, 1)) for head, (top1, top5, n) in counts.items()}
 
     # ---- state --------------------------------------------------------------------------
-    def _save(self, name: str, payload: dict) -> None:
-        if self.world.main:
-            checkpoints.save(self.out / name, payload)
-
     def _component_states(self, module) -> dict:
         names = module.order if module is not None else self.recipe.built_components()
         return {name: _cpu_state(self.recipe.component(name)) for name in names}
