@@ -7,7 +7,9 @@ No input file, however broken, produces a Python traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 EXIT_OK, EXIT_RECIPE, EXIT_USAGE = 0, 1, 2
@@ -71,16 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
     comp.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, else 0)")
     comp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    comp.add_argument("--nproc", type=int, default=None, metavar="N",
+                      help="with --run: train data-parallel in N local processes (gloo on CPU, nccl on GPU)")
     comp.add_argument("--plugin", action="append", default=[], help="import a plugin module that registers models/losses")
     return parser
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # `--nproc` starts workers with the same command line
     try:
         handler = globals()[f"_cmd_{args.command}"]
         return handler(args)
-    except UsageError as exc:
+    except _user_errors() as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -88,16 +94,25 @@ def main(argv=None) -> int:
         return 130
 
 
+def _user_errors() -> tuple:
+    """The exceptions whose message is the whole answer (one line, with the fix): exit 2, no traceback.
+    Evaluated only when an exception is being handled, so torch is imported only if it already was."""
+    from kdlang.syntax.loader import UnreadableRecipe
+
+    errors = [UsageError, UnreadableRecipe]
+    distributed = sys.modules.get("kdlang.runtime.distributed")
+    if distributed is not None:
+        errors.append(distributed.LaunchError)
+    return tuple(errors)
+
+
 def _checked(path: str, *, shapes: bool = True):
     from kdlang.check import check_path
+    from kdlang.syntax.loader import UnreadableRecipe
 
-    if Path(path).is_dir():
-        raise UsageError(f"{path} is a directory; name the recipe files (e.g. {path}/*.kd)")
-    if not Path(path).is_file():
-        raise UsageError(f"no such recipe file: {path}")
     try:
         return check_path(path, skip=() if shapes else ("shapes",))
-    except FileNotFoundError as exc:
+    except UnreadableRecipe as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -125,8 +140,19 @@ def _cmd_check(args) -> int:
         else:
             warnings = len(checked.diagnostics)
             shown = f" ({warnings} warning(s))" if warnings and not args.quiet else ""
-            print(f"{path}: ok{shown}")
+            print(f"{path}: ok{_fragment_note(checked)}{shown}")
     return status
+
+
+def _fragment_note(checked) -> str:
+    """` (fragment)`, with the names it leaves to the recipes that use it, for a `kdlang 1 fragment` file."""
+    if checked.program is None or not checked.program.fragment:
+        return ""
+    external = sorted(checked.graph.resolution.external) if checked.graph is not None else []
+    if not external:
+        return " (fragment)"
+    shown = ", ".join(external[:6]) + (", ..." if len(external) > 6 else "")
+    return f" (fragment; reads {shown} from the recipe that uses it)"
 
 
 def _cmd_render(args) -> int:
@@ -146,36 +172,101 @@ def _cmd_render(args) -> int:
 
 
 def _cmd_fmt(args) -> int:
+    """Format every file given, even after a bad one; the worst outcome sets the exit code."""
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            status = max(status, _fmt_one(name, args.check))
+        except UsageError as exc:
+            print(f"kdlang: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+    return status
+
+
+def _fmt_one(name: str, check_only: bool) -> int:
     from kdlang.diagnostics import SourceMap
     from kdlang.syntax.errors import SyntaxProblem
     from kdlang.syntax.formatter import format_text
 
-    status = EXIT_OK
-    for name in args.files:
-        text = sys.stdin.read() if name == "-" else _read(name)
-        try:
-            pretty = format_text(text, "<stdin>" if name == "-" else name)
-        except SyntaxProblem as problem:
-            print(problem.diagnostic.format(SourceMap({problem.diagnostic.span.file: text})), file=sys.stderr)
-            status = EXIT_RECIPE
-            continue
-        if name == "-":
-            sys.stdout.write(pretty)
-        elif args.check:
-            if pretty != text:
-                print(f"{name}: would reformat")
-                status = EXIT_RECIPE
-        elif pretty != text:
-            Path(name).write_text(pretty, encoding="utf-8")
-            print(f"{name}: formatted")
-    return status
+    text = _read_stdin() if name == "-" else _read(name)
+    try:
+        pretty = format_text(text, "<stdin>" if name == "-" else name)
+    except SyntaxProblem as problem:
+        print(problem.diagnostic.format(SourceMap({problem.diagnostic.span.file: text})), file=sys.stderr)
+        return EXIT_RECIPE
+    if name == "-":
+        sys.stdout.write(pretty)
+    elif pretty == text:
+        pass
+    elif check_only:
+        print(f"{name}: would reformat")
+        return EXIT_RECIPE
+    else:
+        _replace_atomically(Path(name), pretty)
+        print(f"{name}: formatted")
+    return EXIT_OK
 
 
 def _read(name: str) -> str:
+    from kdlang.syntax.loader import UnreadableRecipe, read_recipe_file
+
     try:
-        return Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {name}: {exc}") from None
+        return read_recipe_file(name)
+    except UnreadableRecipe as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _read_stdin() -> str:
+    from kdlang.syntax.loader import UnreadableRecipe, read_recipe_stream
+
+    try:
+        return read_recipe_stream(sys.stdin.buffer, "<stdin>")
+    except UnreadableRecipe as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Write `text` over `path` so that a crash or a full disk leaves either the old file or the new
+    one, never a truncated recipe: a temporary file beside it, fsynced, then renamed over it (a
+    link is followed, so the link stays a link). The file keeps its permission bits."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+            os.fchmod(handle.fileno(), mode)
+        os.replace(temporary, target)
+    except OSError as exc:
+        _remove_quietly(temporary)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged") from None
+    _fsync_directory(target.parent)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make the rename itself durable (best effort: some file systems refuse to fsync a directory)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _cmd_taps(args) -> int:
@@ -192,9 +283,45 @@ def _cmd_taps(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    from kdlang.lower.compile_cli import run_compile
+    from kdlang.lower.compile_cli import run_compile, run_launched
 
+    _refuse_fragment(args.recipe, _read(args.recipe))  # one line, before torch loads
+    if args.run or args.smoke:
+        from kdlang.runtime import distributed
+
+        distributed.from_env()  # a stray WORLD_SIZE: refused now, not after checking the recipe
+    if args.nproc is not None:
+        return run_launched(args, _without_nproc(args.argv), UsageError)
     return run_compile(args, UsageError)
+
+
+def _refuse_fragment(path: str, text: str) -> None:
+    """A `kdlang 1 fragment` file declares parts of recipes; there is nothing in it to compile."""
+    from kdlang.syntax.errors import SyntaxProblem
+    from kdlang.syntax.parser import parse
+
+    try:
+        version = parse(text, path).version
+    except SyntaxProblem:
+        return  # compiling reports it, with the source line
+    if version is not None and version.fragment:
+        raise UsageError(f"{path} is a fragment (`kdlang {version.number} fragment`): compile a recipe that uses it "
+                         f"(`kdlang check {path}` checks the fragment alone)")
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line a worker runs: this one, less `--nproc N` / `--nproc=N`."""
+    out, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--nproc":
+            skip = True
+        elif not word.startswith("--nproc="):
+            out.append(word)
+    if _parser().parse_args(out).nproc is not None:  # an abbreviation such as --npr 2
+        raise UsageError("write --nproc in full (the workers must not start workers of their own)")
+    return out
 
 
 if __name__ == "__main__":

@@ -49,3 +49,28 @@ def _import_plugin(name: str, usage_error) -> None:
         importlib.import_module(name)
     except ImportError as exc:
         raise usage_error(f"cannot import plugin {name!r}: {exc}") from None
+
+
+def run_launched(args, worker_argv: list[str], usage_error) -> int:
+    """`--nproc N`: check the recipe once here (its diagnostics print once, not N times), then run
+    the same command without `--nproc` in N processes under torch's elastic launcher."""
+    from kdlang.lower.recipe import load
+    from kdlang.runtime import distributed
+
+    if args.nproc < 1:
+        raise usage_error(f"--nproc takes a positive number of processes, not {args.nproc}")
+    if not (args.run or args.smoke):
+        raise usage_error("--nproc goes with --run (or --smoke): it says how many processes train")
+    if distributed.from_env().active:
+        raise usage_error("--nproc inside an already launched process group (torchrun); use one launcher")
+    try:
+        load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
+    except RecipeError as exc:
+        for d in exc.diagnostics:
+            print(d.format(exc.sources), file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a malformed --set
+        raise usage_error(str(exc)) from None
+    if args.nproc == 1:
+        return run_compile(args, usage_error)
+    return distributed.launch(args.nproc, worker_argv)
