@@ -234,8 +234,8 @@ class Recipe:
                         continue
                 checkpoint_io.load_into(component, state, path)
             except checkpoint_io.CheckpointError as exc:  # damaged, hostile or mismatched files are refused
-                problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: it {exc.reason}",
-                                      checkpoint.span, hint=exc.fix))
+                problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: "
+                                      f"it {exc.reason}", checkpoint.span, hint=exc.fix))
             except Exception as exc:  # what torch still refuses once keys and shapes fit
                 problems.append(error(f"cannot load checkpoint \"{checkpoint.path}\" into `{decl.name}`: "
                                       f"{_first_line(exc)}", checkpoint.span,

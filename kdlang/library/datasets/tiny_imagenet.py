@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from kdlang import checkpoint_io
+
 from .base import DatasetInfo, RawData, resolve_root
 from .errors import DataError
 from .resize import check_size, resize_uint8
@@ -178,9 +180,9 @@ def _load_cache(path: Path, size: int, wnids: list[str] | None) -> RawData | Non
     if not path.is_file():
         return None
     try:
-        payload: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        warnings.warn(f"ignoring unreadable Tiny ImageNet cache {path} ({exc}); decoding the JPEGs again",
+        payload: Any = checkpoint_io.read(path)
+    except checkpoint_io.CheckpointError as exc:
+        warnings.warn(f"ignoring the unreadable Tiny ImageNet cache {path} (it {exc.reason}); decoding the JPEGs again",
                       stacklevel=4)
         return None
     ok = (
