@@ -54,7 +54,10 @@ def read_recipe_file(path: str | Path) -> str:
         raise _os_problem(path, exc) from None
     with os.fdopen(fd, "rb") as handle:
         _require_regular(path, os.fstat(handle.fileno()))  # the file may have been swapped since the stat
-        data = handle.read(MAX_RECIPE_BYTES + 1)
+        try:
+            data = handle.read(MAX_RECIPE_BYTES + 1)
+        except OSError as exc:  # an I/O error on a failing disk, say
+            raise _os_problem(path, exc) from None
     if len(data) > MAX_RECIPE_BYTES:
         raise _too_big(path)
     return _decoded(path, data)
