@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    "  kdlang compile R.kd --print-ir\n  kdlang compile R.kd --run\n"
                    "  kdlang compile R.kd --run --smoke            # two batches per stage\n"
                    "  kdlang compile R.kd --run --set stage.distill.epochs=2 --out runs/try\n"
-                   "  kdlang compile R.kd --run --resume runs/try")
+                   "  kdlang compile R.kd --run --resume runs/try\n"
+                   "  kdlang compile R.kd --run --out runs/try --overwrite   # start runs/try afresh")
     comp.add_argument("recipe", metavar="RECIPE")
     comp.add_argument("--print-ir", action="store_true", help="print the lowered program, one node a line")
     comp.add_argument("--run", action="store_true", help="run every stage (train it, or only evaluate)")
@@ -70,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a recipe value by dotted path (repeatable)")
     comp.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
-    comp.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    comp.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last committed epoch")
+    comp.add_argument("--overwrite", action="store_true", help="let --out replace the run already in that folder")
+    comp.add_argument("--force", action="store_true",
+                      help="with --resume: continue even though the run was made by another recipe or values")
     comp.add_argument("--seed", type=int, default=None, help="random seed (default: the recipe's, else 0)")
     comp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     comp.add_argument("--nproc", type=int, default=None, metavar="N",

@@ -38,7 +38,7 @@ def test_resume_refuses_another_recipes_run_and_force_continues_it(tmp_path, cap
     assert err.count("\n") == 1, err
     assert main([*tiny, "--force"]) == 2  # forced, but its stages are not the ones the run committed
     err = capsys.readouterr().err
-    assert "committed the stages teach, distill" in err and "Traceback" not in err and err.count("\n") == 1
+    assert "it committed the stages teach, distill" in err and "Traceback" not in err and err.count("\n") == 1
     edited = tmp_path / "edited.kd"
     edited.write_text(TWO_STAGE.read_text().replace("T=4", "T=2"))
     assert compile_run(edited, "--resume", str(run)) == 2
@@ -148,3 +148,15 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     assert compile_run(TWO_STAGE) == 0
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["two_stage-20260101-000000",
                                                                      "two_stage-20260101-000000-2"]
+
+
+def test_a_damaged_committed_checkpoint_is_a_message(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert compile_run(TWO_STAGE, "--out", str(run)) == 0
+    unfinish(run)
+    state = run / json.loads((run / "journal.json").read_text())["state"]
+    state.write_bytes(state.read_bytes()[:1000])  # truncated by a failing disk
+    capsys.readouterr()
+    assert compile_run(TWO_STAGE, "--resume", str(run)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kdlang: cannot continue {run}: {state}") and err.count("\n") == 1, err

@@ -139,7 +139,7 @@ def test_missing_data_is_a_positioned_diagnostic_with_the_fix(tmp_path, capsys):
                          overrides=[f'data.root="{tmp_path}"'])
     assert execute(recipe, tmp_path / "run", smoke=True) == 2
     err = capsys.readouterr().err
-    assert "common.kd:5:1: error:" in err and "hint:" in err and "Traceback" not in err
+    assert "common.kd:6:1: error:" in err and "hint:" in err and "Traceback" not in err
 
 
 TRAIN_ONE = """kdlang 1

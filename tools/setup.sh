@@ -20,5 +20,5 @@ if ! .venv/bin/python -c "import kdlang, torch, torchvision, lark, networkx, att
   .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision pinned to the pair this machine serves from local disk (see README)
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[dev]'  # quiet: setuptools' editable-install notice
 fi

@@ -37,9 +37,24 @@ def run_compile(args, usage_error) -> int:
     from kdlang.runtime.run import execute
 
     device = args.device  # None: the recipe's runtime(device=...), else CUDA when present
-    out = Path(args.resume or args.out or f"runs/{Path(args.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return execute(recipe, out, device=device, seed=recipe.seed, smoke=args.smoke,
-                   resume=bool(args.resume), overrides=args.set)
+    return execute(recipe, _run_folder(args, usage_error), device=device, seed=recipe.seed, smoke=args.smoke,
+                   resume=bool(args.resume), overwrite=args.overwrite, force=args.force, overrides=args.set)
+
+
+def _run_folder(args, usage_error) -> Path:
+    """--resume DIR, --out DIR, or a new `runs/<recipe>-<time>` folder that no other run holds."""
+    if args.resume and args.out and Path(args.resume) != Path(args.out):
+        raise usage_error(f"--resume {args.resume} and --out {args.out} name two folders; --resume alone continues a run")
+    if args.force and not args.resume:
+        raise usage_error("--force goes with --resume DIR (to continue a run made by another recipe)")
+    if args.resume or args.out:
+        return Path(args.resume or args.out)
+    base = f"runs/{Path(args.recipe).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = Path(base), 1
+    while out.exists():
+        n += 1
+        out = Path(f"{base}-{n}")
+    return out
 
 
 def _import_plugin(name: str, usage_error) -> None:

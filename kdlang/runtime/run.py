@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from kdlang.checkpoint_io import CheckpointError
 from kdlang.library.datasets import DataError
 from kdlang.runtime import checkpoints, distributed, durable
 from kdlang.runtime.policy import Policy
@@ -87,8 +88,8 @@ def _execute(recipe, rundir: RunDirectory, world, *, device, seed, smoke) -> int
     except NonFiniteLoss as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 1
-    except RunDirError as exc:
-        print(f"kdlang: {exc}", file=sys.stderr)
+    except (RunDirError, CheckpointError) as exc:  # a damaged or foreign checkpoint in the run directory
+        print(f"kdlang: cannot continue {out}: {exc}", file=sys.stderr)
         return 2
     except DataError as exc:  # missing data: say where the recipe asks for it and how to get it
         print(data_diagnostic(recipe, exc), file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from kdlang import checkpoint_io
 from kdlang.runtime import distributed, guards, progress
 from kdlang.syntax import ast
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
@@ -71,7 +72,7 @@ class Trainer:
         foreign = [name for name in state["components"] if name not in self.recipe.symbols.decls]
         if done != self.recipe.stages[:len(done)] or foreign:
             what = f"the component `{foreign[0]}`" if foreign else f"the stages {', '.join(done)}"
-            raise RunDirError(f"{self.out} committed {what}, which this recipe does not have in that order "
+            raise RunDirError(f"it committed {what}, which this recipe does not have in that order "
                               f"({', '.join(self.recipe.stages)}); start afresh with --out DIR")
 
     def run_stage(self, stage: str, resume_state=None) -> dict:
@@ -276,7 +277,7 @@ class Trainer:
 
     def _restore_components(self, states: dict) -> None:
         for name, state in states.items():
-            self.recipe.component(name).load_state_dict(state)
+            checkpoint_io.load_into(self.recipe.component(name), state, self.rundir.folder / "last.pt")
 
 
 def _cpu_state(module) -> dict:
