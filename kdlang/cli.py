@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
-import tempfile
 from pathlib import Path
 
 EXIT_OK, EXIT_RECIPE, EXIT_USAGE = 0, 1, 2
@@ -231,46 +231,15 @@ def _read_stdin() -> str:
 
 def _replace_atomically(path: Path, text: str) -> None:
     """Write `text` over `path` so that a crash or a full disk leaves either the old file or the new
-    one, never a truncated recipe: a temporary file beside it, fsynced, then renamed over it (a
-    link is followed, so the link stays a link). The file keeps its permission bits."""
+    one, never a truncated recipe (see `kdlang.durable`). A link is followed, so the link stays a
+    link, and the file keeps its permission bits."""
+    from kdlang import durable
+
     target = Path(os.path.realpath(path))
     try:
-        mode = os.stat(target).st_mode & 0o7777
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        durable.write_bytes(target, text.encode("utf-8"), mode=stat.S_IMODE(os.stat(target).st_mode))
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), mode)
-        os.replace(temporary, target)
-    except OSError as exc:
-        _remove_quietly(temporary)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged") from None
-    _fsync_directory(target.parent)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the rename itself durable (best effort: some file systems refuse to fsync a directory)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _cmd_taps(args) -> int:

@@ -33,7 +33,7 @@ def _child(argv, kill_at, signum, log_path, trace_path, cwd):
     os.dup2(log, 1)
     os.dup2(log, 2)
     from kdlang.cli import main
-    from kdlang.runtime import durable
+    from kdlang import durable
 
     seen = []
 

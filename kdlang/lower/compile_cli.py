@@ -10,20 +10,11 @@ from kdlang.diagnostics import RecipeError
 
 
 def run_compile(args, usage_error) -> int:
-    from kdlang.lower.recipe import load
-
     if not Path(args.recipe).is_file():
         raise usage_error(f"no such recipe file: {args.recipe}")
-    for plugin in args.plugin:
-        _import_plugin(plugin, usage_error)
-    try:
-        recipe = load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
-    except RecipeError as exc:
-        for d in exc.diagnostics:
-            print(d.format(exc.sources), file=sys.stderr)
+    recipe = _load(args, usage_error)
+    if recipe is None:
         return 1
-    except ValueError as exc:  # a malformed --set
-        raise usage_error(str(exc)) from None
     for d in recipe.warnings:
         print(d.format(recipe.checked.sources), file=sys.stderr)
     if args.print_ir:
@@ -57,6 +48,22 @@ def _run_folder(args, usage_error) -> Path:
     return out
 
 
+def _load(args, usage_error):
+    """The checked and built recipe, or None once its diagnostics are printed."""
+    from kdlang.lower.recipe import load
+
+    for plugin in args.plugin:
+        _import_plugin(plugin, usage_error)
+    try:
+        return load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
+    except RecipeError as exc:
+        for d in exc.diagnostics:
+            print(d.format(exc.sources), file=sys.stderr)
+        return None
+    except ValueError as exc:  # a malformed --set
+        raise usage_error(str(exc)) from None
+
+
 def _import_plugin(name: str, usage_error) -> None:
     import importlib
 
@@ -69,7 +76,6 @@ def _import_plugin(name: str, usage_error) -> None:
 def run_launched(args, worker_argv: list[str], usage_error) -> int:
     """`--nproc N`: check the recipe once here (its diagnostics print once, not N times), then run
     the same command without `--nproc` in N processes under torch's elastic launcher."""
-    from kdlang.lower.recipe import load
     from kdlang.runtime import distributed
 
     if args.nproc < 1:
@@ -78,14 +84,8 @@ def run_launched(args, worker_argv: list[str], usage_error) -> int:
         raise usage_error("--nproc goes with --run (or --smoke): it says how many processes train")
     if distributed.from_env().active:
         raise usage_error("--nproc inside an already launched process group (torchrun); use one launcher")
-    try:
-        load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
-    except RecipeError as exc:
-        for d in exc.diagnostics:
-            print(d.format(exc.sources), file=sys.stderr)
-        return 1
-    except ValueError as exc:  # a malformed --set
-        raise usage_error(str(exc)) from None
     if args.nproc == 1:
         return run_compile(args, usage_error)
+    if _load(args, usage_error) is None:
+        return 1
     return distributed.launch(args.nproc, worker_argv)

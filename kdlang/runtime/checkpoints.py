@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from kdlang.checkpoint_io import CheckpointError, read
-from kdlang.runtime import durable
+from kdlang import durable
 
 __all__ = ["CheckpointError", "load", "save"]
 

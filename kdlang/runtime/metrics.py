@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from kdlang.runtime import durable
+from kdlang import durable
 
 
 def accuracy_counts(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int, int]:

@@ -14,7 +14,8 @@ import torch
 
 from kdlang.checkpoint_io import CheckpointError
 from kdlang.library.datasets import DataError
-from kdlang.runtime import checkpoints, distributed, durable
+from kdlang import durable
+from kdlang.runtime import checkpoints, distributed
 from kdlang.runtime.policy import Policy
 from kdlang.runtime.rundir import JOURNAL, Identity, RunDirError, RunDirectory
 from kdlang.runtime.trainer import NonFiniteLoss, Trainer

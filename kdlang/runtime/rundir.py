@@ -21,7 +21,8 @@ from pathlib import Path
 
 import attrs
 
-from kdlang.runtime import checkpoints, durable
+from kdlang import durable
+from kdlang.runtime import checkpoints
 
 JOURNAL = "journal.json"
 FORMAT = 1

@@ -28,14 +28,15 @@ def at_boundary(point: str, path: Path) -> None:
     """Called before, during and after each durable write (replaced by fault-injection tests)."""
 
 
-def write_with(path: Path, write) -> None:
-    """Write `path` atomically: `write(handle)` fills a temp file that replaces `path` when complete."""
+def write_with(path: Path, write, *, mode: int | None = None) -> None:
+    """Write `path` atomically: `write(handle)` fills a temp file that replaces `path` when complete
+    (with permission bits `mode`, else those a new file gets)."""
     path = Path(path)
     at_boundary("before", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, FILE_MODE if mode is None else mode)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -50,8 +51,8 @@ def write_with(path: Path, write) -> None:
     at_boundary("after", path)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    write_with(path, lambda handle: handle.write(data))
+def write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    write_with(path, lambda handle: handle.write(data), mode=mode)
 
 
 def write_text(path: Path, text: str) -> None:
