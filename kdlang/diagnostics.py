@@ -50,13 +50,17 @@ def warning(message: str, span: Span, *, notes: Iterable[Note] = (), hint: str |
 
 
 class SourceMap(dict):
-    """File name -> text, for printing source lines under diagnostics."""
+    """File name -> text, for printing source lines under diagnostics. Each text is split into lines
+    once, not once per diagnostic (which made printing many diagnostics quadratic)."""
 
     def line(self, file: str, number: int) -> str | None:
         text = self.get(file)
         if text is None:
             return None
-        lines = text.splitlines()
+        split = self.__dict__.setdefault("_split", {})
+        if file not in split or split[file][0] is not text:  # a file's text may be replaced
+            split[file] = (text, text.splitlines())
+        lines = split[file][1]
         return lines[number - 1] if 0 < number <= len(lines) else None
 
 

@@ -9,6 +9,7 @@ import operator
 
 from kdlang.library import schedules
 from kdlang.syntax import ast
+from kdlang.syntax.parser import MAX_DEPTH
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 _EXPANDING = "#expanding"  # env key of the schedules being expanded; never a recipe name
@@ -59,7 +60,7 @@ def _ref(node: ast.Ref, symbols, env):
     decl = symbols.lookup(head) if symbols is not None else None
     if decl is not None and decl.kind == "schedule" and not node.trail:
         expanding = env.get(_EXPANDING, frozenset())
-        if head in expanding:  # a schedule defined through itself: the cycles pass reports it
+        if head in expanding or len(expanding) > MAX_DEPTH:  # a cycle, or a chain resolve reported
             raise NotStatic(node)
         return as_schedule(value(decl.node.value, symbols, {**env, _EXPANDING: expanding | {head}}))
     if decl is not None and decl.kind == "granularity" and len(node.trail) == 2:
@@ -91,17 +92,26 @@ def _binop(op, left, right):
     raise NotStatic((left, right))
 
 
-def level_args(symbols, granularity: str, _seen=None) -> dict:
+def mirrored(symbols, granularity: str):
+    """The granularity node whose levels `granularity` has, following `mirrors` (without recursion:
+    chains may be long); None for an unknown name or a cycle."""
+    seen = set()
+    while granularity not in seen:
+        seen.add(granularity)
+        decl = symbols.lookup(granularity)
+        if decl is None or decl.kind != "granularity":
+            return None
+        if decl.node.mirrors is None:
+            return decl.node
+        granularity = decl.node.mirrors.text
+    return None
+
+
+def level_args(symbols, granularity: str) -> dict:
     """{level: {"code": int, "T": float, "hidden": int|None}}, following `mirrors`."""
-    seen = _seen or set()
-    decl = symbols.lookup(granularity)
-    if decl is None or decl.kind != "granularity" or granularity in seen:
-        return {}
-    seen.add(granularity)
-    if decl.node.mirrors is not None:
-        return level_args(symbols, decl.node.mirrors.text, seen)
+    node = mirrored(symbols, granularity)
     out = {}
-    for level in decl.node.levels:
+    for level in node.levels if node is not None else ():
         args = {"code": None, "T": 1.0, "hidden": None}
         for kwarg in level.kwargs:
             try:

@@ -15,10 +15,13 @@ from kdlang.graph.graph import RecipeGraph
 from kdlang.library.signatures import (
     AMP_MODES,
     METRICS,
+    NO_DEFAULT,
+    NON_NEGATIVE,
     RUNTIME_ARGS,
     SELECT_POLICIES,
     SPLITS,
     did_you_mean,
+    value_rule,
 )
 from kdlang.library import catalog
 from kdlang.syntax import ast
@@ -83,10 +86,6 @@ def schedules(graph: RecipeGraph):
             node = graph.decl(key).node
             _check_expr(node.value, graph, stage, epochs, problems, weight=False)
         problems += _lr_milestones(graph.decl(stage).node, epochs)
-    for decl in graph.symbols.of_kind("granularity"):
-        for level in decl.node.levels:
-            for kwarg in level.kwargs:
-                _positive(kwarg, graph, problems, integer=kwarg.name.text in ("code", "hidden"))
     return problems
 
 
@@ -113,9 +112,14 @@ def _check_expr(node, graph, stage, epochs, problems, weight):
                 else:
                     _check_weight(side, graph, stage, epochs, problems)
     if isinstance(node, ast.Call) and node.name in catalog.loss_names():
+        hyper = catalog.loss_info(node.name).hyper
         for kwarg in node.kwargs:
-            if kwarg.name.text == "T":
-                _check_scalar_range(kwarg.value, graph, stage, epochs, problems, positive=True, what="temperature")
+            key = kwarg.name.text
+            rule = value_rule("loss", node.name, key, hyper.get(key, NO_DEFAULT))
+            if rule is not None and rule.schedule:  # resolve checks the values that cannot vary
+                what = "temperature" if key == "T" else f"`{key}=` of `{node.name}`"
+                _check_scalar_range(kwarg.value, graph, stage, epochs, problems, positive=rule.low == 0 and rule.open_low,
+                                    what=what, rule=rule)
     if isinstance(node, ast.Call) and node.name == "mix":
         weights = node.kwarg("weights")
         if weights is not None and isinstance(weights.value, ast.ListExpr):
@@ -159,13 +163,13 @@ def _check_weight(node, graph, stage, epochs, problems):
     _check_scalar_range(node, graph, stage, epochs, problems, positive=False, what="weight")
 
 
-def _check_scalar_range(node, graph, stage, epochs, problems, positive, what):
+def _check_scalar_range(node, graph, stage, epochs, problems, positive, what, rule=None):
     name = node.head.text if isinstance(node, ast.Ref) else None
     decl_note = [Note(f"schedule `{name}` is declared here", graph.symbols.lookup(name).span)] if name and graph.symbols.lookup(name) else []
     where = f"in stage `{stage}` ({_num(epochs)} epochs)"
     try:
         schedule = evaluate.as_schedule(evaluate.value(node, graph.symbols))
-        found = _range_problems(schedule, stage, epochs, positive, what)
+        found = _range_problems(schedule, stage, epochs, positive, what, rule)
     except evaluate.NotStatic:
         return
     except (TypeError, ValueError, ArithmeticError) as exc:  # static, but its arguments make no sense
@@ -174,7 +178,7 @@ def _check_scalar_range(node, graph, stage, epochs, problems, positive, what):
         problems.append(error(message, node.span, notes=decl_note, hint=hint))
 
 
-def _range_problems(schedule, stage, epochs, positive, what) -> list[tuple[str, str]]:
+def _range_problems(schedule, stage, epochs, positive, what, rule=None) -> list[tuple[str, str]]:
     """(message, hint) for each way a weight or temperature schedule leaves its allowed range."""
     found = []
     where = f"in stage `{stage}` ({_num(epochs)} epochs)"
@@ -195,9 +199,13 @@ def _range_problems(schedule, stage, epochs, positive, what) -> list[tuple[str, 
         found.append((f"the {what} {reaches} {_num(low)} {where}; it must stay above 0",
                       {"temperature": "logits are divided by the temperature: use e.g. `T=4`"}.get(
                           what, "a loss divided by it would be infinite or negative")))
-    elif not positive and low < 0:
+    elif not positive and low < 0 and rule is None:
         found.append((f"the {what} {reaches} {_num(low)} {where}; loss weights must be non-negative",
                       "a weight of 0 switches a loss off"))
+    elif rule is not None and not (rule.accepts(low) and rule.accepts(high)):
+        value = low if not rule.accepts(low) else high
+        found.append((f"the {what} {reaches if value == low else 'reaches'} {_num(value)} {where}; "
+                      f"it must be {rule.noun()}", f"it takes {rule.describe()}"))
     return found
 
 
@@ -207,36 +215,6 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OverflowError):
         return "a number grows too large"
     return str(exc)
-
-
-def _positive(kwarg, graph, problems, integer):
-    try:
-        v = evaluate.value(kwarg.value, graph.symbols)
-    except (evaluate.NotStatic, TypeError, ValueError, ArithmeticError):
-        problems.append(error(f"`{kwarg.name.text}=` must be a number", kwarg.value.span))
-        return
-    if v is None and kwarg.name.text == "hidden":
-        return
-    number = isinstance(v, (int, float)) and not isinstance(v, bool)
-    bad = not number or not math.isfinite(v) or v <= 0 or (integer and v != int(v))
-    if bad:
-        kind = "a positive whole number" if integer else "a positive number"
-        hint = {"code": "the code width is a number of units, e.g. `code=64`",
-                "T": "the level's temperature, e.g. `T=2`"}.get(kwarg.name.text)
-        problems.append(error(f"`{kwarg.name.text}=` must be {kind}, not {_shown(v)}", kwarg.value.span, hint=hint))
-
-
-def _shown(v) -> str:
-    """A static value as the recipe would spell it."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return _num(v)
-    if isinstance(v, str):
-        return f'"{v}"'
-    if v is None:
-        return "none"
-    return "a schedule" if callable(v) else "a list"
 
 
 def _num(x) -> str:
@@ -265,9 +243,6 @@ def stages(graph: RecipeGraph):
                                       hint="leave `epochs=` out (or write `epochs=0`), or add `train NAME` "
                                       "to train for that many epochs"))
             problems += _evaluation_only_items(node)
-        elif epochs_arg is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
-            problems.append(error("`epochs=` must be a positive whole number", epochs_arg.value.span,
-                                  hint="e.g. `epochs=10`"))
         trained = set(graph.trained_in(stage))
         problems += _missing_data(graph, stage)
         if not node.of(ast.Train) and not node.of(ast.Evaluate):
@@ -459,7 +434,7 @@ def report(graph: RecipeGraph):
     if node.noise is not None:
         for item in node.noise.items:
             v = _constant(item)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            if not NON_NEGATIVE.accepts(v):
                 problems.append(error("noise strengths are non-negative numbers (std of Gaussian noise)", item.span,
                                       hint="e.g. `noise [0.0, 0.1, 0.2]`"))
     return problems

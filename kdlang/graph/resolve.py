@@ -6,9 +6,12 @@ what its value is (a tensor, a loss, a schedule...), diagnosing unknown names, m
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from kdlang.diagnostics import Diagnostic, Note, error
+from kdlang.graph import evaluate
 from kdlang.graph import types as T
 from kdlang.graph.symbols import BUILTINS, Decl, Symbols, a_kind, kinds
 from kdlang.graph.types import ERR, Ty, merge
@@ -16,12 +19,23 @@ from kdlang.library import catalog
 from kdlang.library.signatures import (
     COMBINATORS,
     LEVEL_ARGS,
+    LR_SCHEDULES,
+    MAX_SAMPLE_ELEMENTS,
+    NO_DEFAULT,
+    OPTIMIZERS,
     REDUCERS,
     SCHEDULE_KEYWORD_KINDS,
     Signature,
+    Value,
     did_you_mean,
+    value_rule,
 )
+from kdlang.library.schedules import Schedule
 from kdlang.syntax import ast
+from kdlang.syntax.parser import MAX_DEPTH
+
+MAX_CHAIN = 64  # declarations reading one another (`mirrors`, schedules of schedules), each a few frames deep
+_TOO_LONG = "declarations read each other too deeply"
 
 LEVEL_OUTPUTS = {"code": "the level's code (encoder output)", "logits": "the level's logits (decoder output)"}
 
@@ -48,11 +62,16 @@ class Resolver:
         self._scope: str | None = None
         self._loop: dict[str, Ty] = {}
         self._in_progress: set[str] = set()
+        self._depth = 0  # expressions being resolved, counting through the declarations they read
+        self._reached = 0  # the deepest `_depth` reached so far
+        self._heights: dict[str, int] = {}  # decl key -> how deep its value nests, declarations included
 
     # ---- driver -------------------------------------------------------------------------
     def run(self) -> Resolution:
         for decl in list(self.symbols.decls.values()):
             self.decl_type(decl)
+        for node in self.symbols.runtimes:
+            self._check_values(node.kwargs, "runtime", "runtime", skip=("amp",))
         return self.result
 
     def decl_type(self, decl: Decl) -> Ty:
@@ -61,21 +80,37 @@ class Resolver:
             return self.result.types[decl.key]
         if decl.key in self._in_progress:  # a cycle: the cycles pass reports it with the whole loop
             return ERR
+        if len(self._in_progress) >= MAX_CHAIN:  # reported once: the rest of a long chain says nothing new
+            if not any(p.message.startswith(_TOO_LONG) for p in self.problems):
+                self._error(f"{_TOO_LONG} (limit {MAX_CHAIN})", decl.span,
+                            hint="each reads the next: build it from fewer layers of declarations")
+            self.result.types[decl.key] = ERR
+            return ERR
         self._in_progress.add(decl.key)
         saved = (self._current, self._scope, self._loop)
         self._current, self._scope, self._loop = decl.key, decl.scope, {}
         self.result.refs.setdefault(decl.key, set())
+        start, reached, self._reached = self._depth, self._reached, self._depth
         try:
             ty = getattr(self, f"_decl_{decl.kind}")(decl.node)
         finally:
             self._current, self._scope, self._loop = saved
             self._in_progress.discard(decl.key)
+            self._heights[decl.key] = self._reached - start
+            self._reached = max(reached, self._reached)
         self.result.types[decl.key] = ty
         return ty
 
-    def _refer(self, decl: Decl) -> Ty:
+    def _refer(self, decl: Decl, node=None) -> Ty:
         if self._current is not None:
             self.result.refs.setdefault(self._current, set()).add(decl.key)
+        depth = self._depth + self._heights.get(decl.key, 0)
+        self._reached = max(self._reached, depth)
+        known = self.result.types.get(decl.key)
+        if node is not None and depth > MAX_DEPTH and known is not None and known.kind != T.ERROR:
+            return self._error(f"expression nested too deeply (limit {MAX_DEPTH}), counting the declarations "
+                               f"it reads", node.span, hint=f"`{decl.name}` is nested {self._heights[decl.key]} "
+                               "deep already: build the value from fewer layers of declarations")
         return self.decl_type(decl)
 
     def _error(self, message, span, **kw):
@@ -84,11 +119,51 @@ class Resolver:
 
     # ---- declarations -------------------------------------------------------------------
     def _decl_data(self, node: ast.Data) -> Ty:
-        catalog.check_data(node.source, self.problems)
+        from kdlang.library import datasets
+
+        call = node.source
+        catalog.check_data(call, self.problems)
+        if call.name in datasets.names():
+            defaults = {**datasets.info(call.name).kwargs, **catalog.DATA_LOADER_KWARGS}
+            if self._check_values(call.kwargs, "data", call.name, defaults):
+                self._check_data_sizes(call)
+            self._check_augmentations(call)
         return Ty("data")
+
+    def _check_augmentations(self, call: ast.Call) -> None:
+        """The values of `augment=` and `test_augment=` items (catalog checks `augment=`'s names)."""
+        test_augment = call.kwarg("test_augment")
+        if test_augment is not None:
+            catalog.check_augmentations(test_augment.value, self.problems)
+        for kwarg in filter(None, (call.kwarg("augment"), test_augment)):
+            for item in kwarg.value.items if isinstance(kwarg.value, ast.ListExpr) else ():
+                if isinstance(item, ast.Call):
+                    self._check_values(item.kwargs, "augment", item.name)
+
+    def _check_data_sizes(self, call: ast.Call) -> None:
+        """What no single keyword shows: `val=` leaves images to train on, a sample is not absurdly big."""
+        from kdlang.library import datasets
+
+        values = {k.name.text: (k, evaluate.value(k.value)) for k in call.kwargs
+                  if k.name.text in ("shape", "val", "size")}
+        shape = values.get("shape")
+        if shape is not None and math.prod(shape[1]) > MAX_SAMPLE_ELEMENTS:
+            self._error(f"a sample of shape {shape[1]} holds {math.prod(shape[1])} numbers, more than the "
+                        f"{MAX_SAMPLE_ELEMENTS} kdlang allows", shape[0].value.span,
+                        hint="use a smaller shape, e.g. `shape=[3, 32, 32]`")
+        val = values.get("val")
+        size = values.get("size", (None, None))[1]
+        train = datasets.train_size(call.name, size)
+        if val is not None and val[1] >= train:
+            self._error(f"`val=` holds out {val[1]} images, but `{call.name}` has only {train} training images",
+                        val[0].value.span, hint=f"`val=` takes a whole number from 0 to {train - 1}, leaving "
+                        "the rest to train on (e.g. `val=5000`)")
 
     def _decl_model(self, node: ast.Model) -> Ty:
         catalog.check_model(node.source, self.problems)
+        defaults = _model_defaults(node.source.name)
+        if defaults is not None:
+            self._check_values(node.source.kwargs, "model", node.source.name, defaults)
         if node.checkpoint and node.checkpoint.stage:
             self._lookup_kind(node.checkpoint.stage, "stage", record=False)
         return Ty("model", frozenset({node.name.text}))
@@ -120,12 +195,14 @@ class Resolver:
                             notes=[Note("first declared here", seen[level.name.text])])
             seen[level.name.text] = level.name.span
             catalog.check_kwargs(level.kwargs, LEVEL_ARGS, f"level `{level.name.text}`", level.name.span, self.problems)
+            self._check_values(level.kwargs, "level", "level")
         return Ty("granularity", tap_ty.components | {node.name.text})
 
     def _decl_branch(self, node: ast.Branch) -> Ty:
         tap = self._lookup_kind(node.tap, "tap")
         tap_ty = self._refer(tap) if tap else ERR
         catalog.check_branch(node.source, self.problems)
+        self._check_values(node.source.kwargs, "branch", node.source.name)
         self._checkpoint_stage(node.checkpoint)
         return Ty("branch", tap_ty.components | {node.name.text})
 
@@ -156,6 +233,10 @@ class Resolver:
 
     def _decl_stage(self, node: ast.Stage) -> Ty:
         catalog.check_stage(node, self.problems)
+        # an evaluation stage's `epochs=` (none, or 0) is the stages pass's to judge
+        self._check_values(node.kwargs, "stage", "stage", skip=("data", "epochs") if node.evaluation_only else ("data",))
+        if not node.evaluation_only:
+            self._check_training_calls(node)
         components = set()
         evaluated = self.result.evaluated.setdefault(node.name.text, [])
         for item in node.items:
@@ -187,6 +268,62 @@ class Resolver:
             else:
                 self._error("`data=` names a data declaration", data_arg.value.span, hint="e.g. `data=probe`")
         return Ty("stage", frozenset(components))
+
+    def _check_training_calls(self, node: ast.Stage) -> None:
+        """The optimizer's and lr schedule's values (catalog reports schedules among them)."""
+        for kind, table, family in ((ast.Optimizer, OPTIMIZERS, "optimizer"), (ast.Lr, LR_SCHEDULES, "lr")):
+            call = next((item.call for item in node.of(kind)), None)
+            if call is None or call.name not in table:
+                continue
+            ok = self._check_values(call.kwargs, family, call.name, schedules_reported=True)
+            for param, arg in zip(table[call.name].positional, call.args):
+                ok = self._check_value(arg, param, value_rule(family, call.name, param), True) and ok
+            if ok and family == "optimizer":
+                self._check_nesterov(call)
+
+    def _check_nesterov(self, call: ast.Call) -> None:
+        """torch's SGD refuses Nesterov momentum without momentum."""
+        nesterov, momentum = call.kwarg("nesterov"), call.kwarg("momentum")
+        if nesterov is not None and evaluate.value(nesterov.value) is True and (
+                momentum is None or not evaluate.value(momentum.value)):
+            self._error("Nesterov momentum needs a momentum", nesterov.value.span,
+                        hint="add e.g. `momentum=0.9`, or drop `nesterov=true`")
+
+    # ---- values -------------------------------------------------------------------------
+    def _check_values(self, kwargs, family: str, function: str, defaults=None, skip=(),
+                      schedules_reported=False) -> bool:
+        """Each keyword's value against its rule (`signatures.VALUES`), so that the checker accepts only
+        values the runtime can run; True when every value passes."""
+        ok = True
+        for kwarg in kwargs:
+            key = kwarg.name.text
+            default = (defaults or {}).get(key, NO_DEFAULT)
+            rule = None if key in skip else value_rule(family, function, key, default)
+            if rule is not None:
+                ok = self._check_value(kwarg.value, key, rule, schedules_reported) and ok
+        return ok
+
+    def _check_value(self, node, key: str, rule: Value | None, schedules_reported=False) -> bool:
+        """One value against its rule: a positioned error with the valid range when it fails."""
+        if rule is None:
+            return True
+        try:
+            value = evaluate.value(node, self.symbols)
+        except evaluate.NotStatic:
+            value = _NOT_STATIC
+        except (TypeError, ValueError, ArithmeticError):
+            return False  # a schedule whose arguments make no sense: the schedules pass explains it
+        if rule.accepts(value) and rule.literal and not isinstance(node, (ast.Num, ast.NoneLit)):
+            self._error(f"`{key}=` is read as written: give a plain number, not an expression",
+                        node.span, hint=f"`{key}=` takes {rule.describe()}")
+            return False
+        if rule.accepts(value):
+            return True
+        if schedules_reported and (value is _NOT_STATIC or isinstance(value, Schedule)):
+            return False  # catalog says that these arguments are plain values
+        self._error(f"`{key}=` must be {rule.noun()}, not {_shown(value, node)}", node.span,
+                    hint=f"`{key}=` takes {rule.describe()}")
+        return False
 
     # ---- lookups ------------------------------------------------------------------------
     def _visible_names(self):
@@ -230,8 +367,16 @@ class Resolver:
 
     # ---- expressions --------------------------------------------------------------------
     def expr(self, node) -> Ty:
-        method = getattr(self, f"_expr_{type(node).__name__}")
-        return method(node)
+        self._depth += 1
+        self._reached = max(self._reached, self._depth)
+        try:
+            if self._depth > MAX_DEPTH:  # only through declarations: the parser bounds one expression
+                return self._error(f"expression nested too deeply (limit {MAX_DEPTH}), counting the "
+                                   "declarations it reads", node.span,
+                                   hint="build the value from fewer layers of declarations")
+            return getattr(self, f"_expr_{type(node).__name__}")(node)
+        finally:
+            self._depth -= 1
 
     def _expr_Num(self, node):
         return Ty(T.NUMBER, value=node.value)
@@ -307,7 +452,7 @@ class Resolver:
         decl = self._lookup(node.head)
         if decl is None:
             return ERR
-        ty = self._refer(decl)
+        ty = self._refer(decl, node)
         if decl.kind in ("tap", "excite", "schedule"):
             if node.trail:
                 return self._error(f"`{head}` is {a_kind(decl.kind)} and has no attributes", node.span)
@@ -421,11 +566,17 @@ class Resolver:
         for kwarg in node.kwargs:
             ty, key = self.expr(kwarg.value), kwarg.name.text
             accepted = _hyper_kinds(info.hyper[key]) if key in info.hyper else (ty.kind,)
-            if ty.kind not in (*accepted, T.ERROR):
+            if ty.kind == T.ERROR:
+                hyper_ok = False
+            elif ty.kind not in accepted:
                 hyper_ok = False
                 self._error(f"`{key}=` of `{node.name}` must be "
                             + " or ".join(T.DESCRIPTIONS[k] for k in accepted) + f", not {ty.describe()}",
                             kwarg.value.span)
+            elif key in info.hyper and ty.kind != T.ERROR:
+                rule = value_rule("loss", node.name, key, info.hyper[key])
+                if rule is not None and not rule.schedule:  # the schedules pass judges those per stage
+                    hyper_ok = self._check_value(kwarg.value, key, rule) and hyper_ok
         tensors, extras, diagnosed = [], [], False
         for arg in node.args:
             if isinstance(arg, ast.Comprehension):
@@ -538,6 +689,7 @@ class Resolver:
     def _combine(self, node: ast.Call) -> Ty:
         signature = COMBINATORS[node.name]
         catalog.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
+        self._check_values(node.kwargs, "mix", node.name, skip=("weights",))
         if node.name == "mean":
             heads = [self.expr(a) for a in node.args]
             head_nodes = list(node.args)
@@ -562,6 +714,41 @@ class Resolver:
             if ty.kind not in (T.TENSOR, T.ERROR):
                 self._error(f"`{node.name}` mixes tensors (teacher heads), not {ty.describe()}", head_node.span)
         return merge(T.TENSOR, *heads)
+
+
+def _model_defaults(full_name: str) -> dict | None:
+    """A known model's keywords with their defaults; None for an unknown one (check_model reports it)."""
+    from kdlang.library import models
+
+    prefix, _, name = full_name.partition(".")
+    try:
+        info = models.info(name if prefix == "zoo" else full_name)
+    except (KeyError, ValueError):
+        return None
+    kwargs = getattr(info, "kwargs", None) or {}
+    return {**catalog.MODEL_KWARGS, **(kwargs if isinstance(kwargs, dict) else dict.fromkeys(kwargs))}
+
+
+_NOT_STATIC = object()  # a value only known at run time (a tensor, a loss)
+
+
+def _shown(value, node) -> str:
+    """A value as the recipe spells it, in an error message."""
+    if value is _NOT_STATIC:
+        return f"`{node.head.text}`" if isinstance(node, ast.Ref) else "a value known only at run time"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value) if isinstance(value, int) else f"{value:g}"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "none"
+    if isinstance(value, Schedule):
+        return "a schedule"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(item, None) for item in value) + "]"
+    return {ast.Arrow: "an `a -> b`"}.get(type(node), "a range")
 
 
 def _tensor_hint(ty: Ty) -> str:
@@ -594,17 +781,10 @@ def _mentions_loss(node) -> bool:
     return False
 
 
-def level_names(symbols: Symbols, granularity: str, _seen=None) -> list[str]:
+def level_names(symbols: Symbols, granularity: str) -> list[str]:
     """A granularity's level names, following `mirrors` (cycle-safe)."""
-    seen = _seen or set()
-    decl = symbols.lookup(granularity)
-    if decl is None or decl.kind != "granularity" or granularity in seen:
-        return []
-    seen.add(granularity)
-    node = decl.node
-    if node.mirrors is not None:
-        return level_names(symbols, node.mirrors.text, seen)
-    return [level.name.text for level in node.levels]
+    node = evaluate.mirrored(symbols, granularity)
+    return [level.name.text for level in node.levels] if node is not None else []
 
 
 def _fold(op, a, b):

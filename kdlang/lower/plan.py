@@ -84,9 +84,29 @@ def _plan_data(plan: Plan, problems) -> None:
         except (TypeError, ValueError) as exc:
             problems.append(error(f"data set `{call.name}`: {exc}", call.span))
             continue
+        _plan_augment(call, info.input_shape, problems)
         plan.data[decl.key] = (call.name, info, kwargs)
     default = plan.data.get("data") or next(iter(plan.data.values()), None)
     plan.classes = default[1].num_classes if default else 10
+
+
+def _plan_augment(call: ast.Call, input_shape, problems) -> None:
+    """The augmentations fit the images (no crop larger than the image, valid arguments): what
+    `datasets.build` checks before reading any file, so a run does not stop there."""
+    from kdlang.library import datasets
+
+    for key in ("augment", "test_augment"):
+        kwarg = call.kwarg(key)
+        specs = []
+        for item in kwarg.value.items if kwarg is not None and isinstance(kwarg.value, ast.ListExpr) else ():
+            try:
+                specs.append((item.name, tuple(evaluate.value(a) for a in item.args), static_kwargs(item)))
+                datasets.check_augment(specs, input_shape)
+            except (NotStatic, TypeError, ValueError, ArithmeticError) as exc:
+                reason = "its arguments are plain numbers" if isinstance(exc, NotStatic) else _message(exc)
+                problems.append(error(f"augmentation `{item.name}` cannot apply to images of shape "
+                                      f"{list(input_shape)}: {reason}", item.span))
+                break
 
 
 def _plan_models(plan: Plan, problems) -> None:
@@ -113,7 +133,7 @@ def _plan_models(plan: Plan, problems) -> None:
         spec = ModelSpec(decl.name, source, kwargs, input_shape, classes)
         try:
             spec.module = models.build(source, num_classes=classes, in_channels=int(in_channels), **kwargs)
-        except (KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # the library refuses these values (torch raises several kinds)
             problems.append(error(f"cannot build model `{call.name}`: {_message(exc)}", call.span))
             continue
         plan.models[decl.name] = spec
@@ -312,7 +332,7 @@ def _plan_losses(plan: Plan, problems) -> None:
                 losses.build(call.fn, s_shape=s_shape, t_shape=t_shape, num_data=CHECK_NUM_DATA, **hyper)
             except losses.ShapeError as exc:
                 problems.append(_shape_problem(call, shapes, exc))
-            except (TypeError, ValueError) as exc:
+            except Exception as exc:  # the library refuses these values (torch raises several kinds)
                 problems.append(error(f"`{call.fn}`: {_message(exc)}", call.span))
 
 

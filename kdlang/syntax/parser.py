@@ -21,6 +21,10 @@ def grammar_text() -> str:
     return resources.files("kdlang").joinpath("grammar/kdlang.lark").read_text()
 
 
+MAX_TEXT_CHARS = 1 << 20  # far above any real recipe: parsing and diagnostics stay cheap
+MAX_DEPTH = 200  # nesting of one expression; keeps every recursive pass far from Python's limit
+_STATEMENT_LEVELS = 3  # tree levels above an expression: start, stage, loss
+
 _COMMENTS: list = []  # filled by the lexer callback during one parse
 _TEXT = [""]  # the text being parsed, for the keyword check
 _LOCK = threading.Lock()
@@ -63,6 +67,10 @@ def parse(text: str, file: str = "<string>") -> ast.Recipe:
     """Parse one file's text. Raises `kdlang.syntax.errors.SyntaxProblem` on malformed input."""
     from kdlang.syntax.errors import SyntaxProblem, explain
 
+    if len(text) > MAX_TEXT_CHARS:
+        raise SyntaxProblem(f"the recipe is {len(text)} characters long, over the {MAX_TEXT_CHARS} a recipe may have",
+                            Span(file, 1, 1, 1, 2), hint="split it into fragments with `use`, or check that "
+                            "this is the recipe you meant")
     with _LOCK:
         _COMMENTS.clear()
         _TEXT[0] = text
@@ -76,6 +84,7 @@ def parse(text: str, file: str = "<string>") -> ast.Recipe:
             comments = list(_COMMENTS)
             _COMMENTS.clear()
             _TEXT[0] = ""
+    _check_depth(tree, file)
     try:
         built = _Builder(file).transform(tree)
     except lark.exceptions.VisitError as exc:
@@ -89,6 +98,20 @@ def parse(text: str, file: str = "<string>") -> ast.Recipe:
         comments=tuple(ast.Comment(c.value.rstrip(), span=_token_span(file, c)) for c in comments),
         span=built.span,
     )
+
+
+def _check_depth(tree, file: str) -> None:
+    """Refuse, at its deepest point, an expression nested deeper than `MAX_DEPTH` (walked without
+    recursion: building the AST and every later pass recurse once per level)."""
+    from kdlang.syntax.errors import SyntaxProblem
+
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH + _STATEMENT_LEVELS:
+            raise SyntaxProblem(f"expression nested too deeply (limit {MAX_DEPTH})", _meta_span(file, node.meta),
+                                hint="split it into smaller declarations, or sum terms with `sum(...)`")
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
 
 
 def raw_parse(text: str):

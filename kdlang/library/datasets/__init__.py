@@ -96,6 +96,19 @@ _REGISTRY: dict[str, _Entry] = {
 }
 
 
+# Training images per data set, known without reading a file (synthetic: its `size=`), so the checker
+# can tell that `val=` leaves something to train on.
+TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "fashion_mnist": 60_000, "stl10": 5_000,
+               "tiny_imagenet": 100_000}
+
+
+def train_size(name: str, size: int | None = None) -> int:
+    """The number of training images of `name`; `size` is synthetic's keyword of that name."""
+    if name == "synthetic":
+        return size if size is not None else _synthetic.INFO.kwargs["size"]
+    return TRAIN_SIZES[name]
+
+
 def names() -> list[str]:
     """Registered data set names, sorted."""
     return sorted(_REGISTRY)
