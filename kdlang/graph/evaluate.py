@@ -5,7 +5,9 @@ Shared by the checker (range checks) and the lowering (the values a run uses), s
 
 from __future__ import annotations
 
+import math
 import operator
+import sys
 
 from kdlang.library import schedules
 from kdlang.syntax import ast
@@ -88,8 +90,15 @@ def _binop(op, left, right):
     if isinstance(left, (int, float)) and isinstance(right, (int, float)):
         if op is operator.truediv and right == 0:
             return float("inf")
-        return op(left, right)
+        try:
+            return op(left, right)
+        except OverflowError:  # a whole number too large for a float, against a float: infinite
+            return op(_as_float(left), _as_float(right))
     raise NotStatic((left, right))
+
+
+def _as_float(x) -> float:
+    return x if isinstance(x, float) or abs(x) <= sys.float_info.max else math.inf if x > 0 else -math.inf
 
 
 def mirrored(symbols, granularity: str):

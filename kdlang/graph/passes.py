@@ -78,8 +78,8 @@ def schedules(graph: RecipeGraph):
     problems = []
     for stage in graph.stages:
         epochs = graph.stage_epochs(stage)
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
-            continue  # the stages pass reports bad epochs
+        if not value_rule("stage", "stage", "epochs").accepts(epochs):
+            continue  # resolve reports bad epochs
         for key in graph.stage_losses(stage) + graph.stage_excites(stage):
             if _already_diagnosed(graph, key):
                 continue

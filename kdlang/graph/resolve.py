@@ -108,14 +108,17 @@ class Resolver:
         self._reached = max(self._reached, depth)
         known = self.result.types.get(decl.key)
         if node is not None and depth > MAX_DEPTH and known is not None and known.kind != T.ERROR:
-            return self._error(f"expression nested too deeply (limit {MAX_DEPTH}), counting the declarations "
-                               f"it reads", node.span, hint=f"`{decl.name}` is nested {self._heights[decl.key]} "
-                               "deep already: build the value from fewer layers of declarations")
+            return self._too_deep(node.span, f"`{decl.name}` is nested {self._heights[decl.key]} deep already: "
+                                  "build the value from fewer layers of declarations")
         return self.decl_type(decl)
 
     def _error(self, message, span, **kw):
         self.problems.append(error(message, span, **kw))
         return ERR
+
+    def _too_deep(self, span, hint: str) -> Ty:
+        return self._error(f"expression nested too deeply (limit {MAX_DEPTH}), counting the declarations it reads",
+                           span, hint=hint)
 
     # ---- declarations -------------------------------------------------------------------
     def _decl_data(self, node: ast.Data) -> Ty:
@@ -311,8 +314,10 @@ class Resolver:
             value = evaluate.value(node, self.symbols)
         except evaluate.NotStatic:
             value = _NOT_STATIC
-        except (TypeError, ValueError, ArithmeticError):
-            return False  # a schedule whose arguments make no sense: the schedules pass explains it
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            if not rule.schedule:  # a schedule's own arguments are the schedules pass's to explain
+                self._error(f"`{key}=` cannot be computed: {exc}", node.span, hint=f"`{key}=` takes {rule.describe()}")
+            return False
         if rule.accepts(value) and rule.literal and not isinstance(node, (ast.Num, ast.NoneLit)):
             self._error(f"`{key}=` is read as written: give a plain number, not an expression",
                         node.span, hint=f"`{key}=` takes {rule.describe()}")
@@ -371,9 +376,7 @@ class Resolver:
         self._reached = max(self._reached, self._depth)
         try:
             if self._depth > MAX_DEPTH:  # only through declarations: the parser bounds one expression
-                return self._error(f"expression nested too deeply (limit {MAX_DEPTH}), counting the "
-                                   "declarations it reads", node.span,
-                                   hint="build the value from fewer layers of declarations")
+                return self._too_deep(node.span, "build the value from fewer layers of declarations")
             return getattr(self, f"_expr_{type(node).__name__}")(node)
         finally:
             self._depth -= 1
@@ -792,7 +795,7 @@ def _fold(op, a, b):
         return None
     try:
         return {"+": a + b, "-": a - b, "*": a * b}[op] if op != "/" else a / b
-    except ZeroDivisionError:
+    except ArithmeticError:  # a division by zero, a number too large for a float
         return None
 
 

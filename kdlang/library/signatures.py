@@ -176,7 +176,7 @@ class Value:
     def _in_range(self, v) -> bool:
         if self.kind == "int" and not isinstance(v, int):
             return False
-        if not math.isfinite(v):
+        if isinstance(v, float) and not math.isfinite(v):
             return False
         if self.low is not None and (v < self.low or (self.open_low and v == self.low)):
             return False
@@ -190,8 +190,10 @@ class Value:
         """A short name for the accepted values, as in "`batch=` must be a positive whole number"."""
         low = self.low if self.low is not None else -math.inf
         sign = "a positive " if low > 0 or (low == 0 and self.open_low) else "a non-negative " if low == 0 else "a "
+        if self.kind == "list":
+            return self.describe() + (" or none" if self.none else "")
         word = {"int": sign + "whole number", "number": sign + "number", "bool": "true or false",
-                "string": "a string", "list": self.describe()}[self.kind]
+                "string": "a string"}[self.kind]
         if self.kind == "string" and self.choices:
             word = "one of " + ", ".join(f'"{c}"' for c in self.choices)
         elif self.choices:

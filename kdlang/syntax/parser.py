@@ -24,6 +24,7 @@ def grammar_text() -> str:
 MAX_TEXT_CHARS = 1 << 20  # far above any real recipe: parsing and diagnostics stay cheap
 MAX_DEPTH = 200  # nesting of one expression; keeps every recursive pass far from Python's limit
 _STATEMENT_LEVELS = 3  # tree levels above an expression: start, stage, loss
+_MAX_INT_DIGITS = 1000  # longer whole numbers are read as floats (Python refuses ints over 4300 digits)
 
 _COMMENTS: list = []  # filled by the lexer callback during one parse
 _TEXT = [""]  # the text being parsed, for the keyword check
@@ -334,7 +335,7 @@ class _Builder(Transformer):
 
     def number(self, meta, children):
         text = str(children[0])
-        value = int(text) if text.isdigit() else float(text)
+        value = int(text) if text.isdigit() and len(text) <= _MAX_INT_DIGITS else float(text)
         return ast.Num(value, text, span=self._span(meta))
 
     def string(self, meta, children):
