@@ -174,3 +174,29 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert main([*ARGV, "--out", str(target)]) == 2
     assert f"--out {target} is a file" in capsys.readouterr().err
     assert target.read_text() == "notes\n"
+
+
+def test_a_checkpoint_write_that_runs_out_of_space_is_that_os_error(tmp_path, monkeypatch):
+    """torch.save reports a failed write as a RuntimeError about stream positions; a full disk
+    must reach the user as the OSError it is, so that the run says "No space left on device"."""
+    import errno
+
+    import torch
+
+    from kdlang.runtime import checkpoints
+
+    class FillsUp:
+        def __init__(self, room):
+            self.room = room
+
+        def write(self, data):
+            self.room -= len(data)
+            if self.room < 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(data)
+
+        def flush(self):
+            pass
+
+    with pytest.raises(OSError, match="No space left on device"):
+        checkpoints._save_to({"weights": torch.zeros(100_000)}, FillsUp(room=4096))

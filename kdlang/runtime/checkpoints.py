@@ -14,7 +14,37 @@ __all__ = ["CheckpointError", "load", "save"]
 
 
 def save(path: Path, payload: dict) -> None:
-    durable.write_with(path, lambda handle: torch.save(payload, handle))
+    durable.write_with(path, lambda handle: _save_to(payload, handle))
+
+
+def _save_to(payload: dict, handle) -> None:
+    """`torch.save`, but a failed write (a full disk) stays the OSError it was: torch's writer
+    reports it as a RuntimeError about stream positions, which says nothing to a user."""
+    watched = _WatchedFile(handle)
+    try:
+        torch.save(payload, watched)
+    except RuntimeError:
+        if watched.error is not None:
+            raise watched.error from None
+        raise
+
+
+class _WatchedFile:
+    """A binary file that remembers the OSError of its last failed write."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
 
 
 def load(path: Path) -> dict:

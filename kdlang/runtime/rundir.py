@@ -163,13 +163,12 @@ class RunDirectory:
         return checkpoints.load(self.folder / self.journal.best) if self.journal.best else None
 
     # ---- committing ----------------------------------------------------------------------
-    def commit(self, state: dict, *, best: dict | None = None, keep_best: bool = True, metrics=None,
-               finished: bool = False) -> None:
+    def commit(self, state: dict, *, best: dict | None = None, keep_best: bool = True, metrics=None) -> None:
         """Make `state` (and `best`, if given; with `keep_best` false the stage has no selection
         yet) the run's committed position. `metrics` is the MetricsLog whose rows are now final."""
         if not self.writer:
             return
-        journal = attrs.evolve(self.journal, generation=self.journal.generation + 1, finished=finished)
+        journal = attrs.evolve(self.journal, generation=self.journal.generation + 1)
         journal.state = f"checkpoints/state-{journal.generation:06d}.pt"
         checkpoints.save(self.folder / journal.state, state)
         if best is not None:
