@@ -326,4 +326,4 @@ def test_check_accepts_a_linear_probe_recipe_on_both_sets(tmp_path, capsys):
     assert main(["check", str(recipe)]) == 0
     recipe.write_text(recipe.read_text().replace("stl10(batch=64, val=500)", "stl10(batch=64, val=500, size=0)"))
     assert main(["check", str(recipe)]) == 1
-    assert "stl10 size must be a positive int" in capsys.readouterr().err
+    assert "`size=` must be a positive whole" in capsys.readouterr().err

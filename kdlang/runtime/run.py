@@ -36,19 +36,9 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
         return 2
     device = distributed.init(world, options.resolve_device(device))
     try:
-        out = Path(distributed.broadcast(str(out), world))
-        seed = recipe.seed if seed is None else seed
-        record = functools.partial(_write_record, recipe, device=device, seed=seed, smoke=smoke,
-                                   overrides=overrides, world=world)
-        rundir = _open(recipe, out, world, seed=seed, smoke=smoke, resume=resume, overwrite=overwrite, force=force,
-                       record=record)
-        if rundir is None:
-            return 2
-        if rundir.journal.finished:
-            print(f"kdlang: {out} is a finished run; its summary is {out / 'summary.md'}")
-            return 0
         with _terminate_as_interrupt():
-            return _execute(recipe, rundir, world, device=device, seed=seed, smoke=smoke)
+            return _open_and_execute(recipe, out, world, device=device, seed=seed, smoke=smoke, resume=resume,
+                                     overwrite=overwrite, force=force, overrides=overrides)
     except KeyboardInterrupt:
         print(f"kdlang: interrupted; {_resume_advice(recipe, out, overrides)}", file=sys.stderr)
         return 130
@@ -59,6 +49,21 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
         return 2
     finally:
         distributed.shutdown(world)
+
+
+def _open_and_execute(recipe, out: Path, world, *, device, seed, smoke, resume, overwrite, force, overrides) -> int:
+    out = Path(distributed.broadcast(str(out), world))
+    seed = recipe.seed if seed is None else seed
+    record = functools.partial(_write_record, recipe, device=device, seed=seed, smoke=smoke,
+                               overrides=overrides, world=world)
+    rundir = _open(recipe, out, world, seed=seed, smoke=smoke, resume=resume, overwrite=overwrite, force=force,
+                   record=record)
+    if rundir is None:
+        return 2
+    if rundir.journal.finished:
+        print(f"kdlang: {out} is a finished run; its summary is {out / 'summary.md'}")
+        return 0
+    return _execute(recipe, rundir, world, device=device, seed=seed, smoke=smoke)
 
 
 def _open(recipe, out: Path, world, *, seed, smoke, resume, overwrite, force, record) -> RunDirectory | None:
