@@ -209,3 +209,16 @@ def test_an_evaluation_stage_measures_models_loaded_from_files(tmp_path):
         assert f"| robust | {head} | " in noise
     assert "| fit | saved |" in noise and "| stage | head | std 0 | std 0.5 |" in noise
     assert not (out / "models" / "trained.pt").exists()  # only what the run trains is exported
+
+
+def test_test_augment_in_a_recipe_runs(tmp_path):
+    """`test_augment=[noise(...)]` (checked and documented) is built like `augment`, not evaluated as a value."""
+    recipe = tmp_path / "noisy.kd"
+    recipe.write_text(
+        "kdlang 1\n"
+        "data synthetic(shape=[1, 28, 28], classes=4, size=64, test_size=16, batch=16, test_augment=[noise(0.1)])\n"
+        "model student = zoo.cnn_small()\ntap s_logits = student.output\n"
+        "stage alone(epochs=1) {\n  train student\n  optimizer sgd(lr=0.05)\n  loss ce = ce(s_logits, label)\n}\n"
+        "report top1 on test\n")
+    assert main(["compile", str(recipe), "--run", "--out", str(tmp_path / "run")]) == 0
+    assert "test/student/top1" in (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -36,13 +36,14 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
     world = world or SINGLE
     key = recipe.graph.stage_data(stage)
     node: ast.Data = recipe.graph.decl(key).node
-    kwargs = {k.name.text: evaluate.value(k.value) for k in node.source.kwargs if k.name.text != "augment"}
+    kwargs = {k.name.text: evaluate.value(k.value) for k in node.source.kwargs if k.name.text not in AUGMENTS}
     batch = int(kwargs.pop("batch", 64))
     workers = int(kwargs.pop("workers", 0))
     stage_node = recipe.graph.decl(stage).node
     stage_batch = next((evaluate.value(k.value) for k in stage_node.kwargs if k.name.text == "batch"), None)
     batch = int(stage_batch or batch)
-    augment = [_augmentation(a) for a in _augment_nodes(node)]
+    augment = [_augmentation(a) for a in _augment_nodes(node, "augment")]
+    test_augment = [_augmentation(a) for a in _augment_nodes(node, "test_augment")] + list(test_augment)
     cache_key = (node.source.name, repr(sorted(kwargs.items())), repr(augment), repr(test_augment), seed)
     bundle = _CACHE.get(cache_key)
     if bundle is None:
@@ -61,8 +62,11 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
     return StageData(train, evaluation(bundle.val), evaluation(bundle.test), bundle.num_train, augmented)
 
 
-def _augment_nodes(node: ast.Data):
-    augment = node.source.kwarg("augment")
+AUGMENTS = ("augment", "test_augment")  # lists of calls, not values
+
+
+def _augment_nodes(node: ast.Data, key: str):
+    augment = node.source.kwarg(key)
     return augment.value.items if augment is not None else ()
 
 
