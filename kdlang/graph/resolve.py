@@ -138,8 +138,8 @@ class Resolver:
         test_augment = call.kwarg("test_augment")
         if test_augment is not None:
             catalog.check_augmentations(test_augment.value, self.problems)
-        for kwarg in filter(None, (call.kwarg("augment"), test_augment)):
-            for item in kwarg.value.items if isinstance(kwarg.value, ast.ListExpr) else ():
+        for key in ("augment", "test_augment"):
+            for item in call.list_items(key):
                 if isinstance(item, ast.Call):
                     self._check_values(item.kwargs, "augment", item.name)
 

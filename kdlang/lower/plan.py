@@ -90,17 +90,25 @@ def _plan_data(plan: Plan, problems) -> None:
     plan.classes = default[1].num_classes if default else 10
 
 
+AUGMENT_KEYS = ("augment", "test_augment")  # a data declaration's lists of calls, not values
+
+
+def augment_spec(call: ast.Call) -> tuple:
+    """One augmentation as `datasets.build` takes it: (name, args, kwargs), every value static."""
+    return (call.name, tuple(evaluate.value(a) for a in call.args),
+            {k.name.text: evaluate.value(k.value) for k in call.kwargs})
+
+
 def _plan_augment(call: ast.Call, input_shape, problems) -> None:
     """The augmentations fit the images (no crop larger than the image, valid arguments): what
     `datasets.build` checks before reading any file, so a run does not stop there."""
     from kdlang.library import datasets
 
-    for key in ("augment", "test_augment"):
-        kwarg = call.kwarg(key)
+    for key in AUGMENT_KEYS:
         specs = []
-        for item in kwarg.value.items if kwarg is not None and isinstance(kwarg.value, ast.ListExpr) else ():
+        for item in call.list_items(key):
             try:
-                specs.append((item.name, tuple(evaluate.value(a) for a in item.args), static_kwargs(item)))
+                specs.append(augment_spec(item))
                 datasets.check_augment(specs, input_shape)
             except (NotStatic, TypeError, ValueError, ArithmeticError) as exc:
                 reason = "its arguments are plain numbers" if isinstance(exc, NotStatic) else _message(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from kdlang.graph import evaluate
+from kdlang.lower.plan import AUGMENT_KEYS, augment_spec
 from kdlang.syntax import ast
 
 
@@ -36,14 +37,14 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
     world = world or SINGLE
     key = recipe.graph.stage_data(stage)
     node: ast.Data = recipe.graph.decl(key).node
-    kwargs = {k.name.text: evaluate.value(k.value) for k in node.source.kwargs if k.name.text not in AUGMENTS}
+    kwargs = {k.name.text: evaluate.value(k.value) for k in node.source.kwargs if k.name.text not in AUGMENT_KEYS}
     batch = int(kwargs.pop("batch", 64))
     workers = int(kwargs.pop("workers", 0))
     stage_node = recipe.graph.decl(stage).node
     stage_batch = next((evaluate.value(k.value) for k in stage_node.kwargs if k.name.text == "batch"), None)
     batch = int(stage_batch or batch)
-    augment = [_augmentation(a) for a in _augment_nodes(node, "augment")]
-    test_augment = [_augmentation(a) for a in _augment_nodes(node, "test_augment")] + list(test_augment)
+    augment = [augment_spec(a) for a in node.source.list_items("augment")]
+    test_augment = [augment_spec(a) for a in node.source.list_items("test_augment")] + list(test_augment)
     cache_key = (node.source.name, repr(sorted(kwargs.items())), repr(augment), repr(test_augment), seed)
     bundle = _CACHE.get(cache_key)
     if bundle is None:
@@ -60,16 +61,3 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
 
     augmented = any(name != "normalize" for name, _, _ in augment)
     return StageData(train, evaluation(bundle.val), evaluation(bundle.test), bundle.num_train, augmented)
-
-
-AUGMENTS = ("augment", "test_augment")  # lists of calls, not values
-
-
-def _augment_nodes(node: ast.Data, key: str):
-    augment = node.source.kwarg(key)
-    return augment.value.items if augment is not None else ()
-
-
-def _augmentation(call: ast.Call):
-    return (call.name, tuple(evaluate.value(a) for a in call.args),
-            {k.name.text: evaluate.value(k.value) for k in call.kwargs})

@@ -30,11 +30,12 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
     options = RuntimeOptions.from_recipe(recipe)
     world = distributed.from_env()
     try:
-        options.check(options.resolve_device(device))
+        device = options.resolve_device(device)
+        options.check(device)
     except ValueError as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 2
-    device = distributed.init(world, options.resolve_device(device))
+    device = distributed.init(world, device)
     try:
         with _terminate_as_interrupt():
             return _open_and_execute(recipe, out, world, device=device, seed=seed, smoke=smoke, resume=resume,

@@ -233,8 +233,9 @@ class Trainer:
             scheduler.step()  # also after a skipped batch: the schedule keeps to the step count
             bar.update({k: v / trained for k, v in sums.items()})
         bar.close()
-        if guard.report():
-            self.log(guard.report())
+        skipped = guard.report()
+        if skipped:
+            self.log(skipped)
         names = list(sums)
         totals = distributed.all_sum([sums[n] / max(1, trained) for n in names], self.world, self.device)
         means = {name: value / self.world.size for name, value in zip(names, totals)}

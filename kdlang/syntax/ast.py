@@ -120,6 +120,11 @@ class Call:
     def kwarg(self, key: str):
         return next((k for k in self.kwargs if k.name.text == key), None)
 
+    def list_items(self, key: str) -> tuple:
+        """The items of keyword `key` when its value is a list (`augment=[crop(32), flip()]`), else ()."""
+        kwarg = self.kwarg(key)
+        return kwarg.value.items if kwarg is not None and isinstance(kwarg.value, ListExpr) else ()
+
 
 @attrs.frozen
 class BinOp:
