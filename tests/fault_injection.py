@@ -4,6 +4,9 @@ Each run is a child process forked from a server that has already imported torch
 a child costs a training run, not an interpreter start. A child can be told to send itself a
 signal at its Nth durable-write boundary (`kdlang.runtime.durable.at_boundary`: before, during
 and after every file a run writes), or the parent can signal it at a random moment.
+
+A child also notes its own outcome in a file beside its log, because under load the forkserver can
+lose a child's exit status and report 255 (cpython issue 140867); `run` then reads the note.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ def _child(argv, kill_at, signum, log_path, trace_path, cwd):
     from kdlang import durable
 
     seen = []
+    outcome = Path(_outcome_path(log_path))
 
     def boundary(point, path):
         seen.append(f"{point} {Path(path).name}")
         if len(seen) == kill_at:
             sys.stdout.flush()
+            outcome.write_text(str(-signum))  # replaced below if the run survives the signal
             os.kill(os.getpid(), signum)
 
     durable.at_boundary = boundary
@@ -51,26 +56,47 @@ def _child(argv, kill_at, signum, log_path, trace_path, cwd):
         sys.stderr.flush()
         if trace_path:
             Path(trace_path).write_text("\n".join(seen) + "\n")
+    outcome.write_text(str(code))
     os._exit(code)
+
+
+def _outcome_path(log_path) -> str:
+    return f"{log_path}.outcome"
+
+
+def _exit_code(child, log: Path, sent: int | None) -> int:
+    """The child's exit code; where the forkserver lost it (255), the outcome the child noted,
+    or the SIGKILL the parent sent (a child cannot note that)."""
+    if child.exitcode != 255:
+        return child.exitcode
+    noted = Path(_outcome_path(log))
+    if noted.exists():
+        return int(noted.read_text())
+    if sent == signal.SIGKILL:
+        return -signal.SIGKILL
+    raise RuntimeError(f"the forkserver lost a child that noted no outcome (log: {log})")
 
 
 def run(argv, log: Path, *, kill_at=None, signum=signal.SIGKILL, trace=None, signal_after=None,
         timeout=180, cwd=None) -> int:
     """Exit code of `kdlang ARGV` in a child (negative: killed by that signal). `signal_after`
     seconds: the parent sends `signum` then (a random-instant fault)."""
+    Path(_outcome_path(log)).unlink(missing_ok=True)
     child = CONTEXT.Process(target=_child, args=(argv, kill_at, signum, str(log), trace and str(trace),
                                                   str(cwd or os.getcwd())))
     child.start()
+    sent = None
     if signal_after is not None:
         child.join(signal_after)
         if child.exitcode is None:
             os.kill(child.pid, signum)
+            sent = signum
     child.join(timeout)
     if child.exitcode is None:
         child.kill()
         child.join()
         raise TimeoutError(f"kdlang {' '.join(argv)} did not end in {timeout} s (log: {log})")
-    return child.exitcode
+    return _exit_code(child, log, sent)
 
 
 def finish(recipe_argv, folder: Path, log: Path, *, before=None) -> int:
