@@ -7,28 +7,8 @@ import math
 
 import attrs
 
-
-class _Required:
-    def __repr__(self) -> str:
-        return "<required>"
-
-
-@attrs.frozen
-class Signature:
-    """Positional parameters (a `:kind` suffix names a special form) and keywords with defaults."""
-
-    REQUIRED = _Required()
-
-    name: str
-    positional: tuple = ()
-    keywords: dict = attrs.field(factory=dict)
-    doc: str = ""
-    variadic: bool = False  # any number of positional arguments
-
-    @property
-    def required_keywords(self) -> list[str]:
-        return [k for k, v in self.keywords.items() if v is Signature.REQUIRED]
-
+from kdlang.library.optimizers import LR_SCHEDULES, OPTIMIZERS  # noqa: F401  (read by the checker and docs)
+from kdlang.library.spec import Signature
 
 # Spellings users reach for that are too far from the library's name for difflib to find.
 SYNONYMS = {
@@ -65,18 +45,9 @@ def did_you_mean(word: str, choices, what: str = "") -> str:
 S = Signature
 R = Signature.REQUIRED
 
-OPTIMIZERS = {
-    "sgd": S("sgd", (), {"lr": R, "momentum": 0.0, "weight_decay": 0.0, "nesterov": False}, "SGD"),
-    "adamw": S("adamw", (), {"lr": R, "betas": [0.9, 0.999], "weight_decay": 0.01, "eps": 1e-8}, "AdamW"),
-    "adam": S("adam", (), {"lr": R, "betas": [0.9, 0.999], "weight_decay": 0.0, "eps": 1e-8}, "Adam"),
-}
-
-LR_SCHEDULES = {
-    "constant": S("constant", (), {"warmup": 0}, "the optimizer's lr throughout (after an optional warm-up)"),
-    "multistep": S("multistep", ("milestones",), {"gamma": 0.1, "warmup": 0}, "lr times gamma at each milestone epoch"),
-    "cosine": S("cosine", (), {"min_lr": 0.0, "warmup": 0}, "cosine decay to min_lr over the stage"),
-    "onecycle": S("onecycle", (), {"max_lr": None, "pct_start": 0.3}, "one-cycle: up to max_lr then down (per step)"),
-}
+DEFAULT_BATCH = 64  # images per batch when neither the data declaration nor the stage says
+# Keywords every data declaration takes for its loaders, with their defaults.
+DATA_LOADER_KWARGS = {"batch": DEFAULT_BATCH, "workers": 0}
 
 STAGE_ARGS = S("stage", (), {"epochs": R, "data": "data", "batch": None, "grad_clip": None}, "a training stage")
 

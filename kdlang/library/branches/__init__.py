@@ -1,130 +1,97 @@
-"""Trainable modules on taps: the seed's granularity branches and small generic heads.
+"""Branch kinds: trainable heads on taps, one entry per kind (`linear`, `mlp`, `paraphraser`).
 
-Every branch maps one tapped tensor to a dict of named outputs, so recipes read them as
-`mg.fine.code`, `probe.out`, `para.factor`.
+Each entry holds how a recipe calls the kind, its named outputs, its output-shape rule and its
+builder, so the checker, the shape pass, the docs and the runtime read the same entry. The torch
+modules live in `modules` and load only when something is built: the checker reads this registry
+without importing torch.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Callable
 
-import torch
-from torch import nn
+import attrs
+
+from kdlang.library.spec import Signature
 
 
-def pooled(x: torch.Tensor) -> torch.Tensor:
-    """A feature map `[N, C, H, W]` becomes its global average `[N, C]`; vectors pass through."""
-    if x.dim() > 2:
-        x = x.flatten(2).mean(dim=2)
-    return x
+@attrs.frozen
+class BranchKind:
+    """`shapes(args, in_shape, classes)` -> {output: shape} without building anything (ValueError for
+    an input the kind cannot take); `build(args, in_shape, classes)` -> the module. Shapes have no
+    batch dim; `args` are the recipe's keywords, evaluated."""
+
+    signature: Signature
+    outputs: tuple[str, ...]
+    shapes: Callable
+    build: Callable
 
 
 def flat_width(shape) -> int:
-    """The width of `pooled` for an input of `shape` (no batch dim)."""
-    return int(shape[0]) if len(shape) > 1 else int(shape[0])
+    """The width of `modules.pooled` for an input of `shape` (no batch dim): its channels."""
+    return int(shape[0])
 
 
-class GranularityLevel(nn.Module):
-    """One granularity (Shao & Chen 2021, arXiv 2108.06681, the self-analyzing module).
-
-    Encoder `Linear(d, h) -> ReLU -> Linear(h, k)` gives the code; decoder
-    `Linear(k, d) -> ReLU -> Linear(d, C)` gives logits. The decoder exists only when
-    something reads the level's logits.
-    """
-
-    def __init__(self, width: int, code: int, classes: int | None, hidden: int | None = None):
-        super().__init__()
-        hidden = hidden or width
-        self.encoder = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, code))
-        self.decoder = (
-            nn.Sequential(nn.Linear(code, width), nn.ReLU(inplace=True), nn.Linear(width, classes))
-            if classes is not None else None
-        )
-
-    def forward(self, feature: torch.Tensor) -> dict:
-        code = self.encoder(feature)
-        out = {"code": code}
-        if self.decoder is not None:
-            out["logits"] = self.decoder(code)
-        return out
+def _head_width(args: dict, classes: int) -> int:
+    return int(args.get("out") or classes)
 
 
-class Granularity(nn.Module):
-    """All levels of one granularity declaration, on the same (pooled) feature."""
-
-    def __init__(self, width: int, levels: dict, classes: int, decoders: bool):
-        super().__init__()
-        self.levels = nn.ModuleDict({
-            name: GranularityLevel(width, int(args["code"]), classes if decoders else None, args.get("hidden"))
-            for name, args in levels.items()
-        })
-
-    def forward(self, feature: torch.Tensor) -> dict:
-        feature = pooled(feature)
-        out = {}
-        for name, level in self.levels.items():
-            for key, value in level(feature).items():
-                out[f"{name}.{key}"] = value
-        return out
+def _head_shapes(args: dict, in_shape: tuple, classes: int) -> dict:
+    return {"out": (_head_width(args, classes),)}
 
 
-class LinearHead(nn.Module):
-    """A linear layer on a pooled feature: linear probes and simple projections."""
+def _build_linear(args: dict, in_shape: tuple, classes: int):
+    from kdlang.library.branches.modules import LinearHead
 
-    def __init__(self, width: int, out: int):
-        super().__init__()
-        self.fc = nn.Linear(width, out)
-
-    def forward(self, x):
-        return {"out": self.fc(pooled(x))}
+    return LinearHead(flat_width(in_shape), _head_width(args, classes))
 
 
-class MLPHead(nn.Module):
-    def __init__(self, width: int, hidden: int, out: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
+def _build_mlp(args: dict, in_shape: tuple, classes: int):
+    from kdlang.library.branches.modules import MLPHead
 
-    def forward(self, x):
-        return {"out": self.net(pooled(x))}
+    return MLPHead(flat_width(in_shape), int(args["hidden"]), _head_width(args, classes))
 
 
-class ParaphraserBranch(nn.Module):
-    """Factor transfer's paraphraser as a branch: outputs `factor` and `recon`."""
+def _paraphraser_shapes(args: dict, in_shape: tuple, classes: int) -> dict:
+    if len(in_shape) != 3:
+        raise ValueError(f"a paraphraser needs a feature map [C, H, W], got {list(in_shape)}")
+    if not isinstance(args.get("bn", True), bool):
+        raise ValueError(f"a paraphraser's `bn=` is true or false, got {args['bn']!r}")
+    channels = max(1, int(in_shape[0] * float(args.get("rate", 0.5))))
+    return {"factor": (channels, *in_shape[1:]), "recon": tuple(in_shape)}
 
-    def __init__(self, channels: int, rate: float, bn: bool = True):
-        super().__init__()
-        from kdlang.library.losses import Paraphraser
 
-        self.net = Paraphraser(channels, rate, bn)
+def _build_paraphraser(args: dict, in_shape: tuple, classes: int):
+    from kdlang.library.branches.modules import ParaphraserBranch
 
-    def forward(self, x):
-        factor, recon = self.net(x)
-        return {"factor": factor, "recon": recon}
+    return ParaphraserBranch(int(in_shape[0]), float(args.get("rate", 0.5)), args.get("bn", True))
+
+
+KINDS = {
+    "linear": BranchKind(Signature("linear", (), {"out": None}, "a linear layer (out defaults to the class count)"),
+                         ("out",), _head_shapes, _build_linear),
+    "mlp": BranchKind(Signature("mlp", (), {"hidden": Signature.REQUIRED, "out": None}, "Linear-ReLU-Linear"),
+                      ("out",), _head_shapes, _build_mlp),
+    "paraphraser": BranchKind(Signature("paraphraser", (), {"rate": 0.5, "bn": True},
+                                        "factor transfer's paraphraser (Kim et al. 2018); `bn=false` is RepDistiller's"),
+                              ("factor", "recon"), _paraphraser_shapes, _build_paraphraser),
+}
+
+
+def outputs(kind: str) -> tuple[str, ...]:
+    """The kind's output names, the first being what a bare reference reads; an unknown kind (already
+    reported by the checker) reads as one `out`."""
+    return KINDS[kind].outputs if kind in KINDS else ("out",)
 
 
 def output_shapes(kind: str, args: dict, in_shape: tuple, classes: int) -> dict:
-    """Output name -> shape (no batch dim) of a branch, without building it."""
-    if kind in ("linear", "mlp"):
-        return {"out": (int(args.get("out") or classes),)}
-    if kind == "paraphraser":
-        if len(in_shape) != 3:
-            raise ValueError(f"a paraphraser needs a feature map [C, H, W], got {list(in_shape)}")
-        if not isinstance(args.get("bn", True), bool):
-            raise ValueError(f"a paraphraser's `bn=` is true or false, got {args['bn']!r}")
-        channels = max(1, int(in_shape[0] * float(args.get("rate", 0.5))))
-        return {"factor": (channels, *in_shape[1:]), "recon": tuple(in_shape)}
-    raise KeyError(kind)
+    """Output name -> shape (no batch dim) of a branch, without building it (KeyError if unknown)."""
+    return KINDS[kind].shapes(args, in_shape, classes)
 
 
-def build_branch(kind: str, args: dict, in_shape: tuple, classes: int) -> nn.Module:
-    width = flat_width(in_shape)
-    if kind == "linear":
-        return LinearHead(width, int(args.get("out") or classes))
-    if kind == "mlp":
-        return MLPHead(width, int(args["hidden"]), int(args.get("out") or classes))
-    if kind == "paraphraser":
-        return ParaphraserBranch(int(in_shape[0]), float(args.get("rate", 0.5)), args.get("bn", True))
-    raise KeyError(kind)
+def build_branch(kind: str, args: dict, in_shape: tuple, classes: int):
+    """The branch's module (KeyError if the kind is unknown)."""
+    return KINDS[kind].build(args, in_shape, classes)
 
 
 def granularity_shapes(levels: dict, classes: int) -> dict:
@@ -136,5 +103,13 @@ def granularity_shapes(levels: dict, classes: int) -> dict:
     return out
 
 
-def numel(shape) -> int:
-    return math.prod(int(s) for s in shape)
+_MODULES = ("Granularity", "GranularityLevel", "LinearHead", "MLPHead", "ParaphraserBranch", "pooled")
+
+
+def __getattr__(name: str):
+    """`branches.Granularity` and the other torch modules, imported on first use (see the docstring)."""
+    if name in _MODULES:
+        from kdlang.library.branches import modules
+
+        return getattr(modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
+from kdlang.library.signatures import DATA_LOADER_KWARGS, DEFAULT_BATCH  # the loaders' defaults
 
 from . import cifar, fashion_mnist, stl10, synthetic as _synthetic, tiny_imagenet
 from .base import DataBundle, DatasetInfo, RawData, default_root
@@ -30,6 +31,8 @@ from .transforms import AUGMENTATIONS, Normalize, build_pipeline, check_augment,
 __all__ = [
     "AUGMENTATIONS",
     "COMMON_KWARGS",
+    "DATA_LOADER_KWARGS",
+    "DEFAULT_BATCH",
     "Batch",
     "DataBundle",
     "DataError",
