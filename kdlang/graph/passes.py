@@ -9,7 +9,7 @@ import math
 import networkx as nx
 
 from kdlang.diagnostics import Note, error, warning
-from kdlang.graph import evaluate
+from kdlang.graph import calls, evaluate
 from kdlang.graph import types as T
 from kdlang.graph.graph import RecipeGraph
 from kdlang.library.signatures import (
@@ -460,7 +460,7 @@ def _constant(node):
 def runtime(graph: RecipeGraph):
     problems = []
     for node in graph.symbols.runtimes:
-        catalog.check_kwargs(node.kwargs, RUNTIME_ARGS, "`runtime`", node.span, problems)
+        calls.check_kwargs(node.kwargs, RUNTIME_ARGS, "`runtime`", node.span, problems)
         amp = next((k for k in node.kwargs if k.name.text == "amp"), None)
         if amp is not None:
             modes = "`amp=` is one of " + ", ".join(f'"{m}"' for m in AMP_MODES)

@@ -11,18 +11,17 @@ import math
 import attrs
 
 from kdlang.diagnostics import Diagnostic, Note, error
-from kdlang.graph import evaluate
+from kdlang.graph import calls, evaluate
 from kdlang.graph import types as T
 from kdlang.graph.symbols import BUILTINS, Decl, Symbols, a_kind, kinds
 from kdlang.graph.types import ERR, Ty, merge
 from kdlang.library import catalog
+from kdlang.library.optimizers import LR_SCHEDULES, OPTIMIZERS
 from kdlang.library.signatures import (
     COMBINATORS,
     LEVEL_ARGS,
-    LR_SCHEDULES,
     MAX_SAMPLE_ELEMENTS,
     NO_DEFAULT,
-    OPTIMIZERS,
     REDUCERS,
     SCHEDULE_KEYWORD_KINDS,
     Signature,
@@ -125,7 +124,7 @@ class Resolver:
         from kdlang.library import datasets
 
         call = node.source
-        catalog.check_data(call, self.problems)
+        calls.check_data(call, self.problems)
         if call.name in datasets.names():
             defaults = {**datasets.info(call.name).kwargs, **catalog.DATA_LOADER_KWARGS}
             if self._check_values(call.kwargs, "data", call.name, defaults):
@@ -134,10 +133,10 @@ class Resolver:
         return Ty("data")
 
     def _check_augmentations(self, call: ast.Call) -> None:
-        """The values of `augment=` and `test_augment=` items (catalog checks `augment=`'s names)."""
+        """The values of `augment=` and `test_augment=` items (`calls` checks `augment=`'s names)."""
         test_augment = call.kwarg("test_augment")
         if test_augment is not None:
-            catalog.check_augmentations(test_augment.value, self.problems)
+            calls.check_augmentations(test_augment.value, self.problems)
         for key in ("augment", "test_augment"):
             for item in call.list_items(key):
                 if isinstance(item, ast.Call):
@@ -163,7 +162,7 @@ class Resolver:
                         "the rest to train on (e.g. `val=5000`)")
 
     def _decl_model(self, node: ast.Model) -> Ty:
-        catalog.check_model(node.source, self.problems)
+        calls.check_model(node.source, self.problems)
         defaults = _model_defaults(node.source.name)
         if defaults is not None:
             self._check_values(node.source.kwargs, "model", node.source.name, defaults)
@@ -197,14 +196,14 @@ class Resolver:
                 self._error(f"level `{level.name.text}` is declared twice", level.name.span,
                             notes=[Note("first declared here", seen[level.name.text])])
             seen[level.name.text] = level.name.span
-            catalog.check_kwargs(level.kwargs, LEVEL_ARGS, f"level `{level.name.text}`", level.name.span, self.problems)
+            calls.check_kwargs(level.kwargs, LEVEL_ARGS, f"level `{level.name.text}`", level.name.span, self.problems)
             self._check_values(level.kwargs, "level", "level")
         return Ty("granularity", tap_ty.components | {node.name.text})
 
     def _decl_branch(self, node: ast.Branch) -> Ty:
         tap = self._lookup_kind(node.tap, "tap")
         tap_ty = self._refer(tap) if tap else ERR
-        catalog.check_branch(node.source, self.problems)
+        calls.check_branch(node.source, self.problems)
         self._check_values(node.source.kwargs, "branch", node.source.name)
         self._checkpoint_stage(node.checkpoint)
         return Ty("branch", tap_ty.components | {node.name.text})
@@ -235,7 +234,7 @@ class Resolver:
         return ty
 
     def _decl_stage(self, node: ast.Stage) -> Ty:
-        catalog.check_stage(node, self.problems)
+        calls.check_stage(node, self.problems)
         # an evaluation stage's `epochs=` (none, or 0) is the stages pass's to judge
         self._check_values(node.kwargs, "stage", "stage", skip=("data", "epochs") if node.evaluation_only else ("data",))
         if not node.evaluation_only:
@@ -273,7 +272,7 @@ class Resolver:
         return Ty("stage", frozenset(components))
 
     def _check_training_calls(self, node: ast.Stage) -> None:
-        """The optimizer's and lr schedule's values (catalog reports schedules among them)."""
+        """The optimizer's and lr schedule's values (`calls` reports schedules among them)."""
         for kind, table, family in ((ast.Optimizer, OPTIMIZERS, "optimizer"), (ast.Lr, LR_SCHEDULES, "lr")):
             call = next((item.call for item in node.of(kind)), None)
             if call is None or call.name not in table:
@@ -325,7 +324,7 @@ class Resolver:
         if rule.accepts(value):
             return True
         if schedules_reported and (value is _NOT_STATIC or isinstance(value, Schedule)):
-            return False  # catalog says that these arguments are plain values
+            return False  # `calls` says that these arguments are plain values
         self._error(f"`{key}=` must be {rule.noun()}, not {_shown(value, node)}", node.span,
                     hint=f"`{key}=` takes {rule.describe()}")
         return False
@@ -511,7 +510,7 @@ class Resolver:
         return Ty(T.TENSOR, level.components)
 
     def _branch_trail(self, decl: Decl, ty: Ty, node: ast.Ref) -> Ty:
-        outputs = catalog.branch_outputs(decl.node.source)
+        outputs = catalog.branch_outputs(decl.node.source.name)
         if not node.trail:
             self.result.outputs_used.setdefault(decl.name, set()).add(outputs[0])
             return Ty(T.TENSOR, ty.components)
@@ -564,7 +563,7 @@ class Resolver:
     def _loss_call(self, node: ast.Call) -> Ty:
         info = catalog.loss_info(node.name)
         signature = Signature(node.name, (), dict(info.hyper))
-        catalog.check_kwargs(node.kwargs, signature, f"loss `{node.name}`", node.func.span, self.problems)
+        calls.check_kwargs(node.kwargs, signature, f"loss `{node.name}`", node.func.span, self.problems)
         hyper_ok = True
         for kwarg in node.kwargs:
             ty, key = self.expr(kwarg.value), kwarg.name.text
@@ -619,7 +618,7 @@ class Resolver:
 
     def _schedule_call(self, node: ast.Call) -> Ty:
         signature = catalog.schedule_functions()[node.name]
-        catalog.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
+        calls.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
         arg_types = self._args(node)
         types = arg_types + [self._schedule_keyword(node, kwarg) for kwarg in node.kwargs]
         if len(node.args) != len(signature.positional):
@@ -691,7 +690,7 @@ class Resolver:
 
     def _combine(self, node: ast.Call) -> Ty:
         signature = COMBINATORS[node.name]
-        catalog.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
+        calls.check_kwargs(node.kwargs, signature, f"`{node.name}`", node.func.span, self.problems)
         self._check_values(node.kwargs, "mix", node.name, skip=("weights",))
         if node.name == "mean":
             heads = [self.expr(a) for a in node.args]

@@ -123,7 +123,7 @@ class Expander:
         if decl.kind in ("tap", "excite"):
             return TTensor(decl.key, node.span)
         if decl.kind == "branch":
-            output = node.trail[0].text if node.trail else catalog.branch_outputs(decl.node.source)[0]
+            output = node.trail[0].text if node.trail else catalog.branch_outputs(decl.node.source.name)[0]
             return TTensor(f"{head}.{output}", node.span)
         if decl.kind == "granularity":
             first, attr = node.trail[0], node.trail[-1].text
