@@ -1,6 +1,6 @@
 """Compiler-style diagnostics: `file:line:col: error: message`, the source line, a caret, notes, a hint.
 
-Every problem kdlang reports about a recipe is a `Diagnostic`; passes collect them in a `Report`
+Every problem kdlang reports about a recipe is a `Diagnostic`; passes collect them in lists
 instead of raising, so one run shows every independent problem at once.
 """
 
@@ -75,33 +75,6 @@ def _excerpt(span: Span, sources: SourceMap | None) -> list[str]:
     width = max(1, min(width, len(text) - span.col + 1))
     gutter = f"{span.line:>4} | "
     return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" * width]
-
-
-class Report:
-    """Diagnostics gathered by the passes, in the order they were found."""
-
-    def __init__(self):
-        self.items: list[Diagnostic] = []
-
-    def add(self, diagnostic: Diagnostic) -> None:
-        self.items.append(diagnostic)
-
-    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.items.extend(diagnostics)
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.items if d.severity == WARNING]
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-    def sorted(self) -> list[Diagnostic]:
-        return sorted(self.items, key=lambda d: (d.span.file, d.span.line, d.span.col))
 
 
 class RecipeError(Exception):

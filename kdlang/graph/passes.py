@@ -136,15 +136,14 @@ def _already_diagnosed(graph, key) -> bool:
 
 
 def _children(node):
-    if isinstance(node, ast.BinOp):
-        return [node.left, node.right]
-    if isinstance(node, ast.Neg):
-        return [node.operand]
+    """Where a weight can sit below `node`: operands, list items, positional arguments and a
+    comprehension's body. Keyword values are checked by their own rule above; `->`, `..` and
+    indexes hold no weights."""
+    if isinstance(node, (ast.BinOp, ast.Neg, ast.ListExpr)):
+        return ast.children(node)
     if isinstance(node, ast.Call):
         return [a.body if isinstance(a, ast.Comprehension) else a for a in node.args]
-    if isinstance(node, ast.ListExpr):
-        return list(node.items)
-    return []
+    return ()
 
 
 def _is_scalar(node, graph) -> bool:

@@ -161,6 +161,68 @@ class Range:
 Expr = Union[Num, Str, Bool, NoneLit, ListExpr, Ref, Call, BinOp, Neg, Arrow, Range]
 
 
+# ---- walking expressions -------------------------------------------------------------------
+#
+# One definition of what is inside an expression, for every pass that looks inside one.
+
+_CHILDREN = {
+    BinOp: lambda node: (node.left, node.right),
+    Neg: lambda node: (node.operand,),
+    Arrow: lambda node: (node.start, node.end),
+    Range: lambda node: (node.start, node.end),
+    ListExpr: lambda node: node.items,
+    Call: lambda node: (*node.args, *node.kwargs),
+    KwArg: lambda node: (node.value,),
+    Comprehension: lambda node: (node.iterable, node.body),
+    Ref: lambda node: tuple(item for item in node.trail if not isinstance(item, Name)),
+}
+
+
+def children(node) -> tuple:
+    """The direct sub-expressions of an expression node, in source order; () for a leaf.
+
+    - `BinOp`: left, right. `Neg`: the operand. `Arrow`, `Range`: start, end. `ListExpr`: the items.
+    - `Call`: the positional arguments (expressions or `Comprehension`s), then the `KwArg` nodes;
+      not `func`, which names a function rather than computing a value.
+    - `KwArg`: its value. `Comprehension`: the iterable, then the body (`var` is a binding).
+    - `Ref`: its index expressions (`a[i]`); attribute steps are `Name`s, not expressions.
+    - `Num`, `Str`, `Bool`, `NoneLit`, `Name`, and anything that is not an expression: ().
+    """
+    get = _CHILDREN.get(type(node))
+    return tuple(get(node)) if get is not None else ()
+
+
+def walk(node):
+    """`node` and every expression below it, depth-first, each before its children, in source order.
+
+    Iterative, so any depth is fine; use it for passes that look at nodes one by one.
+    """
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))
+
+
+class Visitor:
+    """A pass over expressions that does something per node class.
+
+    `visit(node)` calls `self.visit_<ClassName>(node)` (`visit_BinOp`, `visit_Call`, `visit_KwArg`...)
+    and returns what it returns; a class without its method goes to `generic_visit`, which visits
+    the `children` and returns None. A `visit_X` that wants the default descent as well calls
+    `self.generic_visit(node)`. Visiting recurses, one level per nesting level of the expression,
+    which the parser bounds at `parser.MAX_DEPTH`; visitors that keep no state can be shared.
+    """
+
+    def visit(self, node):
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        return method(node) if method is not None else self.generic_visit(node)
+
+    def generic_visit(self, node) -> None:
+        for child in children(node):
+            self.visit(child)
+
+
 # ---- statements ----------------------------------------------------------------------------
 
 

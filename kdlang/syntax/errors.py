@@ -2,6 +2,8 @@
 
 Common slips are recognised by example (lark's `match_examples`: a bad input that fails in the same
 parser state with the same token gets the same message), the rest by what the parser expected.
+The examples are run through the parse function the parser passes in (as lark's `match_examples`
+takes one), so this module never imports the parser.
 """
 
 from __future__ import annotations
@@ -13,12 +15,9 @@ import re
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from kdlang.diagnostics import Diagnostic, Note, error
+from kdlang.syntax import grammar
 from kdlang.syntax.ast import NOWHERE, Span
 
-STATEMENT_KEYWORDS = (
-    "kdlang recipe use data model tap granularity branch schedule excite loss stage report runtime"
-).split()
-STAGE_KEYWORDS = "train evaluate optimizer lr loss excite losses".split()
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
 
@@ -59,8 +58,12 @@ _EXAMPLES = {
 }
 
 
-def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
-    """The SyntaxProblem for one lark error: a message, the span of the offending token, a hint."""
+def explain(exc: UnexpectedInput, text: str, file: str, parse) -> SyntaxProblem:
+    """The SyntaxProblem for one lark error: a message, the span of the offending token, a hint.
+
+    `parse(text)` is the parser that raised `exc`, run on the labelled examples to learn the parser
+    states they fail in; it raises lark's `UnexpectedInput` on a bad text.
+    """
     span = _error_span(exc, text, file)
 
     if isinstance(exc, UnexpectedCharacters):
@@ -98,11 +101,11 @@ def explain(exc: UnexpectedInput, text: str, file: str) -> SyntaxProblem:
     word = str(token) if token is not None else ""
     if word == "kdlang":
         return SyntaxProblem("the version line must come first", span, hint="start the file with `kdlang 1`")
-    if word in ("train", "evaluate", "optimizer", "lr", "losses") and "STAGE" in expected:
+    if word in grammar.stage_keywords() - grammar.statement_keywords() and "STAGE" in expected:
         return SyntaxProblem(
             f"`{word}` is only allowed inside a stage", span, hint="put it in a `stage NAME(epochs=N) { ... }` block"
         )
-    label = _match_example(exc) or _label_from_expected(exc, token)
+    label = _match_example(exc, parse) or _label_from_expected(exc, token)
     if label == "missing '=' in a declaration":
         return SyntaxProblem(f"expected '=' before {_describe(token)}", span, hint="a declaration reads `kind NAME = value`")
     if label is not None and label.startswith("missing ','"):
@@ -137,36 +140,48 @@ def _unclosed_before(opener, token, span: Span) -> SyntaxProblem:
     )
 
 
+def explain_glued(token, text: str, file: str) -> SyntaxProblem:
+    """The SyntaxProblem for a keyword glued to what follows it: `modelteacher` is one unknown word."""
+    word = re.match(r"[A-Za-z0-9_]+", text[token.start_pos:]).group(0)
+    span = Span(file, token.line, token.column, token.line, token.column + len(word))
+    if word in grammar.stage_keywords():
+        return SyntaxProblem(f"`{word}` is only allowed inside a stage", span,
+                             hint="put it in a `stage NAME(epochs=N) { ... }` block")
+    if word in grammar.keywords():
+        return SyntaxProblem(f"`{word}` cannot start here", span)
+    return SyntaxProblem(f"unknown keyword `{word}`", span,
+                         hint=f"did you mean `{token.value} {word[len(token.value):]}`?")
+
+
 # What may come before a slip. lark compares parser states by stack depth, which depends on whether
 # a version line or statements precede, so each example is also tried after each of these.
 _EXAMPLE_PREFIXES = ("", "kdlang 1\n", 'recipe "r"\n', 'kdlang 1\nrecipe "r"\n',
                      "stage s {\n", "stage s {\ntrain a\n")
 
 
-def _match_example(exc: UnexpectedInput) -> str | None:
+def _match_example(exc: UnexpectedInput, parse) -> str | None:
     """The label of an example that fails like `exc`: same parser state, same accepted terminals and
     same kind of unexpected token (lark's `match_examples` also accepts a different token, which
     mislabels unrelated slips that happen to fail in the same state)."""
     if not isinstance(exc, UnexpectedToken):
         return None
     accepts = frozenset(exc.accepts or ())
-    for label, state, example_accepts, token_type in _example_failures():
+    for label, state, example_accepts, token_type in _example_failures(parse):
         if token_type == exc.token.type and example_accepts == accepts and state == exc.state:
             return label
     return None
 
 
 @functools.cache
-def _example_failures() -> tuple:
-    """(label, parser state, accepted terminals, token type) for where each labelled example fails."""
-    from kdlang.syntax.parser import raw_parse  # the same parser, so parser states compare equal
-
+def _example_failures(parse) -> tuple:
+    """(label, parser state, accepted terminals, token type) for where each labelled example fails
+    when `parse` reads it (once per parse function: it must be the parser whose states we compare)."""
     failures = []
     for label, examples in _EXAMPLES.items():
         for prefix in _EXAMPLE_PREFIXES:
             for example in examples:
                 try:
-                    raw_parse(prefix + example)
+                    parse(prefix + example)
                 except UnexpectedToken as failure:
                     failures.append((label, failure.state, frozenset(failure.accepts or ()), failure.token.type))
                 except UnexpectedInput:  # an example that fails in the lexer teaches nothing here
@@ -203,7 +218,7 @@ def _keyword_after_trailing_comma(text: str, token, file: str):
     if token is None or token.type != "NAME":
         return None
     match = _TRAILING_COMMA_KEYWORD.search(text, 0, token.start_pos)
-    if match is None or match.group(2) not in STATEMENT_KEYWORDS + STAGE_KEYWORDS or "\n" not in match.group(1):
+    if match is None or match.group(2) not in _item_keywords() or "\n" not in match.group(1):
         return None
     line = text.count("\n", 0, match.start()) + 1
     col = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
@@ -219,8 +234,8 @@ def _cannot_be_inside(opener, token) -> bool:
         return False
     word = str(token)
     if opener[0] == "{":
-        return word in STATEMENT_KEYWORDS and word not in STAGE_KEYWORDS
-    return word in STATEMENT_KEYWORDS or word in STAGE_KEYWORDS
+        return word in grammar.statement_keywords() - grammar.stage_keywords()
+    return word in _item_keywords()
 
 
 def _error_span(exc: UnexpectedInput, text: str, file: str) -> Span:
@@ -274,9 +289,15 @@ def _unclosed_bracket(text: str, file: str):
     return ch, Span(file, line, col, line, col + 1)
 
 
+def _item_keywords() -> frozenset[str]:
+    """The words that start a statement or a stage item."""
+    return grammar.statement_keywords() | grammar.stage_keywords()
+
+
 def _keywords_expected(expected: set) -> list[str]:
-    words = [k for k in STATEMENT_KEYWORDS + STAGE_KEYWORDS if k.upper() in expected]
-    return sorted(set(words))
+    """The statement and stage-item keywords among the terminals the parser expected."""
+    words = grammar.keyword_terminals()
+    return sorted({words[t] for t in expected if t in words} & _item_keywords())
 
 
 _TERMINAL_NAMES = {
@@ -284,8 +305,11 @@ _TERMINAL_NAMES = {
     "RBRACE": "'}'", "LSQB": "'['", "RSQB": "']'", "DOT": "'.'", "COLON": "':'",
     "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "INT": "a whole number",
     "TAP_REF": "MODEL.LAYER", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
-    "__ANON_0": "'->'", "__ANON_1": "'..'", "$END": "end of file",
+    "ARROW": "'->'", "RANGE_DOTS": "'..'", "$END": "end of file",
 }
+# Hints list the expected terminals sorted by name, and these two last: as lark's anonymous
+# `__ANON_n` terminals they sorted after every named one, and the messages keep that order.
+_LISTED_LAST = ("ARROW", "RANGE_DOTS")
 
 
 def _describe(token) -> str:
@@ -301,11 +325,16 @@ def _describe(token) -> str:
 
 
 def _expected_hint(exc) -> str | None:
-    expected = sorted(getattr(exc, "expected", ()) or ())
+    expected = sorted(getattr(exc, "expected", ()) or (), key=lambda name: (name in _LISTED_LAST, name))
     if not expected:
         return None
-    names = [_TERMINAL_NAMES.get(e, f"`{e.lower()}`" if e.isalpha() and e.isupper() else e) for e in expected]
-    names = [n for n in names if not n.startswith("__")]
+    names = [_terminal_name(e) for e in expected]
     if len(names) > 8:
         return "expected one of: " + ", ".join(names[:8]) + ", ..."
     return "expected " + (" or ".join(names) if names else "something else")
+
+
+def _terminal_name(terminal: str) -> str:
+    """How a message names a terminal: `model` for a keyword, `'('` for punctuation."""
+    word = grammar.keyword_terminals().get(terminal)
+    return f"`{word}`" if word is not None else _TERMINAL_NAMES.get(terminal, terminal)

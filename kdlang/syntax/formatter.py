@@ -50,64 +50,77 @@ _BINARY = {"+": _SUM, "-": _SUM, "*": _PRODUCT, "/": _PRODUCT}
 
 
 def format_expr(node) -> str:
-    """An expression (or comprehension) in a slot that takes any expression: `->` and `..` included."""
-    return _operand(node, _EXPR)
+    """An expression (or comprehension, or `key=value`) in a slot that takes any expression: `->` and
+    `..` included."""
+    return _PRINTER.format(node)
 
 
-def _operand(node, slot: int) -> str:
-    text, strength = _expr(node)
-    return f"({text})" if strength < slot else text
+class _Printer(ast.Visitor):
+    """Prints expressions: each `visit` returns the text and how strongly it binds (`_EXPR`..`_ATOM`).
+
+    Keeps no state, so one printer serves every caller. Joins use `map` rather than a comprehension,
+    which keeps the Python frames per nesting level, and so the deepest recipe the parser accepts, low.
+    """
+
+    def format(self, node) -> str:
+        """The text in a slot that takes any expression (nothing binds weaker than `_EXPR`)."""
+        return self.visit(node)[0]
+
+    def operand(self, node, slot: int) -> str:
+        """The text in a slot of strength `slot`, in parentheses when the expression binds weaker."""
+        text, strength = self.visit(node)
+        return f"({text})" if strength < slot else text
+
+    def arguments(self, args, kwargs) -> str:
+        return "(" + ", ".join(map(self.format, (*args, *kwargs))) + ")"
+
+    def visit_BinOp(self, node: ast.BinOp):
+        strength = _BINARY[node.op]
+        # Left-associative: a right operand of equal strength keeps its parentheses.
+        return f"{self.operand(node.left, strength)} {node.op} {self.operand(node.right, strength + 1)}", strength
+
+    def visit_Neg(self, node: ast.Neg):
+        return "-" + self.operand(node.operand, _UNARY), _UNARY
+
+    def visit_Arrow(self, node: ast.Arrow):
+        return f"{self.operand(node.start, _SUM)} -> {self.operand(node.end, _SUM)}", _EXPR
+
+    def visit_Range(self, node: ast.Range):
+        return f"{self.operand(node.start, _SUM)}..{self.operand(node.end, _SUM)}", _EXPR
+
+    def visit_Comprehension(self, node: ast.Comprehension):
+        return f"for {node.var.text} in {self.format(node.iterable)}: {self.format(node.body)}", _EXPR
+
+    def visit_KwArg(self, node: ast.KwArg):
+        return f"{node.name.text}={self.format(node.value)}", _EXPR
+
+    def visit_Num(self, node: ast.Num):
+        return node.text, _ATOM
+
+    def visit_Str(self, node: ast.Str):
+        return quote(node.value), _ATOM
+
+    def visit_Bool(self, node: ast.Bool):
+        return ("true" if node.value else "false"), _ATOM
+
+    def visit_NoneLit(self, node: ast.NoneLit):
+        return "none", _ATOM
+
+    def visit_ListExpr(self, node: ast.ListExpr):
+        return "[" + ", ".join(map(self.format, node.items)) + "]", _ATOM
+
+    def visit_Ref(self, node: ast.Ref):
+        trail = (f".{t.text}" if isinstance(t, ast.Name) else f"[{self.format(t)}]" for t in node.trail)
+        return node.head.text + "".join(trail), _ATOM
+
+    def visit_Call(self, node: ast.Call):
+        return self.format(node.func) + self.arguments(node.args, node.kwargs), _ATOM
+
+    def generic_visit(self, node):
+        raise TypeError(f"not an expression: {node!r}")
 
 
-def _expr(node) -> tuple[str, int]:
-    """The text of an expression and how strongly it binds."""
-    match node:
-        case ast.BinOp(op=op, left=left, right=right):
-            strength = _BINARY[op]
-            # Left-associative: a right operand of equal strength keeps its parentheses.
-            return f"{_operand(left, strength)} {op} {_operand(right, strength + 1)}", strength
-        case ast.Neg(operand=operand):
-            return "-" + _operand(operand, _UNARY), _UNARY
-        case ast.Arrow(start=start, end=end):
-            return f"{_operand(start, _SUM)} -> {_operand(end, _SUM)}", _EXPR
-        case ast.Range(start=start, end=end):
-            return f"{_operand(start, _SUM)}..{_operand(end, _SUM)}", _EXPR
-        case ast.Comprehension(var=var, iterable=iterable, body=body):
-            return f"for {var.text} in {_ref(iterable)}: {format_expr(body)}", _EXPR
-    return _atom(node), _ATOM
-
-
-def _atom(node) -> str:
-    match node:
-        case ast.Num(text=text):
-            return text
-        case ast.Str(value=value):
-            return quote(value)
-        case ast.Bool(value=value):
-            return "true" if value else "false"
-        case ast.NoneLit():
-            return "none"
-        case ast.ListExpr(items=items):
-            return "[" + ", ".join(format_expr(item) for item in items) + "]"
-        case ast.Ref():
-            return _ref(node)
-        case ast.Call():
-            return _call(node)
-    raise TypeError(f"not an expression: {node!r}")
-
-
-def _ref(ref: ast.Ref) -> str:
-    trail = (f".{t.text}" if isinstance(t, ast.Name) else f"[{format_expr(t)}]" for t in ref.trail)
-    return ref.head.text + "".join(trail)
-
-
-def _call(call: ast.Call) -> str:
-    return _ref(call.func) + _arguments(call.args, call.kwargs)
-
-
-def _arguments(args, kwargs) -> str:
-    parts = [format_expr(a) for a in args] + [f"{k.name.text}={format_expr(k.value)}" for k in kwargs]
-    return "(" + ", ".join(parts) + ")"
+_PRINTER = _Printer()
 
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -137,13 +150,13 @@ def _declaration(node) -> tuple[str, str] | None:
     """(left, right) of a statement written `left = right`, so runs of them can align the `=`."""
     match node:
         case ast.Model(name=name, source=source, checkpoint=checkpoint, frozen=frozen):
-            return f"model {name.text}", _call(source) + _checkpoint(checkpoint) + (" frozen" if frozen else "")
+            return f"model {name.text}", format_expr(source) + _checkpoint(checkpoint) + (" frozen" if frozen else "")
         case ast.Tap(name=name, model=model, layer=layer):
             return f"tap {name.text}", f"{model.text}.{layer.text}"
         case ast.Data(name=ast.Name(text=name), source=source):
-            return f"data {name}", _call(source)
+            return f"data {name}", format_expr(source)
         case ast.Branch(name=name, tap=tap, source=source, checkpoint=checkpoint):
-            return f"branch {name.text} on {tap.text}", _call(source) + _checkpoint(checkpoint)
+            return f"branch {name.text} on {tap.text}", format_expr(source) + _checkpoint(checkpoint)
         case ast.Schedule(name=name, value=value):
             return f"schedule {name.text}", format_expr(value)
         case ast.Excite(name=name, value=value):
@@ -166,13 +179,13 @@ def format_statement(node) -> str:
         case ast.Use(path=path):
             return f"use {quote(path)}"
         case ast.Data(source=source):
-            return f"data {_call(source)}"
+            return f"data {format_expr(source)}"
         case ast.Granularity():
             return _granularity_header(node)
         case ast.Level():
             return " ".join(_level_cells(node))
         case ast.Stage(name=name, kwargs=kwargs):
-            return f"stage {name.text}" + (_arguments((), kwargs) if kwargs else "")
+            return f"stage {name.text}" + (_PRINTER.arguments((), kwargs) if kwargs else "")
         case ast.Train(names=names):
             return f"train {_names(names)}"
         case ast.Evaluate(names=names):
@@ -180,13 +193,13 @@ def format_statement(node) -> str:
         case ast.Losses(names=names):
             return f"losses {_names(names)}"
         case ast.Optimizer(call=call):
-            return f"optimizer {_call(call)}"
+            return f"optimizer {format_expr(call)}"
         case ast.Lr(call=call):
-            return f"lr {_call(call)}"
+            return f"lr {format_expr(call)}"
         case ast.Report():
             return _report(node)
         case ast.Runtime(kwargs=kwargs):
-            return "runtime" + _arguments((), kwargs)
+            return "runtime" + _PRINTER.arguments((), kwargs)
     raise TypeError(f"not a statement: {node!r}")
 
 
@@ -198,7 +211,7 @@ def _granularity_header(node: ast.Granularity) -> str:
 
 
 def _level_cells(level: ast.Level) -> list[str]:
-    return [f"level {level.name.text}"] + [f"{k.name.text}={format_expr(k.value)}" for k in level.kwargs]
+    return [f"level {level.name.text}"] + [format_expr(k) for k in level.kwargs]
 
 
 def _report(report: ast.Report) -> str:

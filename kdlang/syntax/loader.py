@@ -132,10 +132,6 @@ class Program:
         return next((s.text for s in self.root.statements if isinstance(s, ast.Title)), None)
 
 
-def load_text(text: str, file: str = "<string>") -> tuple[Program | None, list[Diagnostic]]:
-    return _Loader().load(Path(file), text)
-
-
 def load_path(path: str | Path, texts: dict | None = None) -> tuple[Program | None, list[Diagnostic]]:
     """Load from disk; `texts` maps file names to replacement texts (used by `--set`)."""
     path = Path(path)
@@ -143,8 +139,8 @@ def load_path(path: str | Path, texts: dict | None = None) -> tuple[Program | No
 
 
 def load_with_sources(path: str | Path, text: str | None = None, texts: dict | None = None):
-    """`(program, diagnostics, sources)`: like `load_path` (or `load_text` when `text` is given), plus
-    every text read, which a syntax error in the root (no program) needs for its source excerpt."""
+    """`(program, diagnostics, sources)`: like `load_path` (reading the root from `text` when given),
+    plus every text read, which a syntax error in the root (no program) needs for its source excerpt."""
     loader = _Loader(texts)
     program, diagnostics = loader.load(Path(path), text)
     return program, diagnostics, loader.sources

@@ -1,90 +1,37 @@
-"""Text -> AST. lark does the parsing; this module builds attrs nodes with spans and keeps comments."""
+"""Text -> AST. lark does the parsing (`grammar.parse_tree`); this module builds attrs nodes with
+spans and keeps comments. Errors are explained by `errors`, which is handed the parse function it
+needs rather than importing this module."""
 
 from __future__ import annotations
 
-import functools
 import re
-import threading
-from importlib import resources
-from pathlib import Path
 
 import lark
 from lark import Transformer, v_args
 
 from kdlang.syntax import ast
 from kdlang.syntax.ast import Span
-
-
-@functools.cache
-def grammar_text() -> str:
-    """The grammar shipped inside the package (a link to `grammar/kdlang.lark` in a checkout)."""
-    return resources.files("kdlang").joinpath("grammar/kdlang.lark").read_text()
-
+from kdlang.syntax.errors import SyntaxProblem, explain, explain_glued
+from kdlang.syntax.grammar import GluedKeyword, grammar_text, parse_tree  # noqa: F401 (tests read grammar_text here)
 
 MAX_TEXT_CHARS = 1 << 20  # far above any real recipe: parsing and diagnostics stay cheap
 MAX_DEPTH = 200  # nesting of one expression; keeps every recursive pass far from Python's limit
 _STATEMENT_LEVELS = 3  # tree levels above an expression: start, stage, loss
 _MAX_INT_DIGITS = 1000  # longer whole numbers are read as floats (Python refuses ints over 4300 digits)
 
-_COMMENTS: list = []  # filled by the lexer callback during one parse
-_TEXT = [""]  # the text being parsed, for the keyword check
-_LOCK = threading.Lock()
-KEYWORDS = (
-    "kdlang fragment recipe use data model from stage frozen tap granularity on mirrors level branch schedule "
-    "excite loss train evaluate optimizer lr losses report select noise runtime true false none for in"
-).split()
-
-
-class _GluedKeyword(Exception):
-    """A keyword immediately followed by name characters (`modelteacher`): not a keyword at all."""
-
-    def __init__(self, token):
-        self.token = token
-
-
-def _keyword_check(token):
-    end = token.end_pos
-    text = _TEXT[0]
-    if end < len(text) and (text[end].isalnum() or text[end] == "_"):
-        raise _GluedKeyword(token)
-    return token
-
-
-@functools.cache
-def _lark() -> lark.Lark:
-    callbacks = {"COMMENT": _COMMENTS.append}
-    callbacks.update({word.upper(): _keyword_check for word in KEYWORDS})
-    return lark.Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=True,
-        maybe_placeholders=False,
-        lexer_callbacks=callbacks,
-    )
-
 
 def parse(text: str, file: str = "<string>") -> ast.Recipe:
     """Parse one file's text. Raises `kdlang.syntax.errors.SyntaxProblem` on malformed input."""
-    from kdlang.syntax.errors import SyntaxProblem, explain
-
     if len(text) > MAX_TEXT_CHARS:
         raise SyntaxProblem(f"the recipe is {len(text)} characters long, over the {MAX_TEXT_CHARS} a recipe may have",
                             Span(file, 1, 1, 1, 2), hint="split it into fragments with `use`, or check that "
                             "this is the recipe you meant")
-    with _LOCK:
-        _COMMENTS.clear()
-        _TEXT[0] = text
-        try:
-            tree = _lark().parse(text)
-        except lark.exceptions.UnexpectedInput as exc:
-            raise explain(exc, text, file) from None
-        except _GluedKeyword as glued:
-            raise _glued(glued.token, text, file) from None
-        finally:
-            comments = list(_COMMENTS)
-            _COMMENTS.clear()
-            _TEXT[0] = ""
+    try:
+        tree, comments = parse_tree(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise explain(exc, text, file, _example_tree) from None
+    except GluedKeyword as glued:
+        raise explain_glued(glued.token, text, file) from None
     _check_depth(tree, file)
     try:
         built = _Builder(file).transform(tree)
@@ -104,8 +51,6 @@ def parse(text: str, file: str = "<string>") -> ast.Recipe:
 def _check_depth(tree, file: str) -> None:
     """Refuse, at its deepest point, an expression nested deeper than `MAX_DEPTH` (walked without
     recursion: building the AST and every later pass recurse once per level)."""
-    from kdlang.syntax.errors import SyntaxProblem
-
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
@@ -115,38 +60,14 @@ def _check_depth(tree, file: str) -> None:
         stack.extend((child, depth + 1) for child in node.children if isinstance(child, lark.Tree))
 
 
-def raw_parse(text: str):
-    """lark's tree for `text` with this module's parser (for the error-example matcher)."""
-    saved = _TEXT[0]
-    _TEXT[0] = text
+def _example_tree(text: str) -> lark.Tree:
+    """The explainer's parse function for its labelled examples: this same parser (so parser states
+    compare equal), with a glued keyword failing in the lexer like any stray character."""
     try:
-        return _lark().parse(text)
-    except _GluedKeyword as glued:  # not a parser state worth learning from
+        return parse_tree(text)[0]
+    except GluedKeyword as glued:  # not a parser state worth learning from
         raise lark.exceptions.UnexpectedCharacters(text, glued.token.end_pos, glued.token.line,
                                                    glued.token.end_column) from None
-    finally:
-        _TEXT[0] = saved
-
-
-def _glued(token, text: str, file: str):
-    from kdlang.syntax.errors import SyntaxProblem
-
-    from kdlang.syntax.errors import STAGE_KEYWORDS
-
-    word = re.match(r"[A-Za-z0-9_]+", text[token.start_pos:]).group(0)
-    span = Span(file, token.line, token.column, token.line, token.column + len(word))
-    if word in STAGE_KEYWORDS:
-        return SyntaxProblem(f"`{word}` is only allowed inside a stage", span,
-                             hint="put it in a `stage NAME(epochs=N) { ... }` block")
-    if word in KEYWORDS:
-        return SyntaxProblem(f"`{word}` cannot start here", span)
-    return SyntaxProblem(f"unknown keyword `{word}`", span,
-                         hint=f"did you mean `{token.value} {word[len(token.value):]}`?")
-
-
-def parse_file(path: str | Path) -> ast.Recipe:
-    path = Path(path)
-    return parse(path.read_text(encoding="utf-8"), str(path))
 
 
 def _token_span(file: str, tok: lark.Token) -> Span:
@@ -287,8 +208,6 @@ class _Builder(Transformer):
         for kind, what in ((_Select, "select"), (ast.ListExpr, "noise")):
             repeated = [c for c in children if isinstance(c, kind)][1:]
             if repeated:
-                from kdlang.syntax.errors import SyntaxProblem
-
                 span = repeated[0].span if kind is ast.ListExpr else repeated[0].policy.span
                 raise SyntaxProblem(f"`{what}` is given twice in the report", span, hint="keep one")
         names = [c for c in children if isinstance(c, ast.Name)]
@@ -402,8 +321,6 @@ class _Arguments:
 
 
 def _positional_stage_args(node, what="stage"):
-    from kdlang.syntax.errors import SyntaxProblem
-
     span = getattr(node, "span", None)
     return SyntaxProblem(
         f"{what} arguments must be named",
