@@ -61,7 +61,7 @@ def run_student(config: str, seed: int, log) -> dict:
     seconds = time.perf_counter() - started
     top1 = result["best"]["test/student/top1"]
     log(f"{config} seed {seed}: test top-1 {top1:.2f} (best val epoch {result['best_epoch'] + 1}), {seconds:.0f} s")
-    return {"top1": top1, "seconds": seconds, "epochs": recipe.graph.stage_epochs("distill")}
+    return {"top1": top1, "seconds": seconds, "epochs": recipe.program.stage("distill").epoch_count}
 
 
 def run_robustness(seed: int, log) -> dict:

@@ -40,7 +40,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "performance.md"
-START, END = "<!-- frontend:start -->", "<!-- frontend:end -->"
 DEFAULT_SIZES = (500, 1000, 2000, 5000)
 NONLINEAR = 1.5  # a phase whose per-declaration cost grows by more than this is flagged
 
@@ -654,20 +653,9 @@ def _shipped_report(w, args, rows, fragments) -> None:
 
 
 def write_doc(section: str) -> None:
-    block = f"{START}\n{section}{END}"
-    if DOC.exists():
-        text = DOC.read_text(encoding="utf-8")
-        if START in text and END in text and text.index(START) < text.index(END):
-            text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        DOC.parent.mkdir(parents=True, exist_ok=True)
-        text = ("# Performance\n\nMeasured by the scripts in `benchmarks/` (see `benchmarks/README.md`); "
-                "targets in the design document, section 6.\n\n" + block + "\n")
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(DOC)
+    from benchmarks.report import write_section
+
+    write_section("frontend", section.rstrip("\n") + "\n")
 
 
 def main(argv=None) -> int:

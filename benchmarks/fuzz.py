@@ -187,41 +187,38 @@ def _run_stage_setup(recipe, stage: str) -> None:
     from kdlang.runtime.optim import build_lr_lambda, build_optimizer
 
     module = recipe.compile(stage)
-    node = recipe.graph.decl(stage).node
-    _check_data(recipe, stage)
-    if node.evaluation_only:
+    planned = recipe.program.stage(stage)
+    _check_data(planned)
+    if planned.evaluation_only:
         return
     params = [p for p in module.parameters() if p.requires_grad] or [torch.nn.Parameter(torch.zeros(1))]
-    build_optimizer(node, params)
-    epochs = recipe.graph.stage_epochs(stage)
-    multiplier = build_lr_lambda(node, epochs, 7)
+    build_optimizer(planned, params)
+    epochs = planned.epoch_count
+    multiplier = build_lr_lambda(planned, epochs, 7)
     for step in (0, 3, 7 * epochs // 2, 7 * epochs - 1):
         if not math.isfinite(multiplier(step)) or multiplier(step) < 0:
             raise ValueError(f"lr multiplier {multiplier(step)} at step {step}")
 
 
-def _check_data(recipe, stage: str) -> None:
+def _check_data(stage) -> None:
     """The data keywords as `datasets.build` and the loaders take them, without reading files."""
-    from kdlang.graph import evaluate
+    from kdlang.ir.shapes import augment_spec
     from kdlang.library import datasets
 
-    node = recipe.graph.decl(recipe.graph.stage_data(stage)).node.source
-    kwargs = {k.name.text: evaluate.value(k.value) for k in node.kwargs if "augment" not in k.name.text}
-    stage_batch = next((evaluate.value(k.value) for k in recipe.graph.decl(stage).node.kwargs
-                        if k.name.text == "batch"), None)
-    for key, value, low in (("batch", kwargs.pop("batch", 64), 1), ("batch", stage_batch or 1, 1),
-                            ("workers", kwargs.pop("workers", 0), 0), ("seed", kwargs.get("seed", 0), 0)):
+    data = stage.data
+    kwargs = data.call.values()
+    for key, value, low in (("batch", data.batch, 1), ("batch", stage.batch, 1),
+                            ("workers", data.workers, 0), ("seed", kwargs.get("seed", 0), 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{key}={value!r}")
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("batch", "workers")}
     specific = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items() if k not in datasets.COMMON_KWARGS}
-    info = datasets.info(node.name, **specific)
+    info = datasets.info(data.call.name, **specific)
     val = kwargs.get("val", 0)
-    if isinstance(val, bool) or not isinstance(val, int) or not 0 <= val < datasets.train_size(node.name, specific.get("size")):
+    if isinstance(val, bool) or not isinstance(val, int) or \
+            not 0 <= val < datasets.train_size(data.call.name, specific.get("size")):
         raise ValueError(f"val={val!r}")
-    augment = node.kwarg("augment")
-    specs = [(a.name, tuple(evaluate.value(x) for x in a.args), {k.name.text: evaluate.value(k.value) for k in a.kwargs})
-             for a in (augment.value.items if augment else ())]
-    datasets.check_augment(specs, info.input_shape)
+    datasets.check_augment([augment_spec(a) for a in data.augment], info.input_shape)
 
 
 def value_fuzz(cases: int, seed: int, costly_share: float, lower_share: float, tally: Tally, log=print) -> None:

@@ -8,7 +8,7 @@
 `kdlang.models`, `kdlang.losses` and `kdlang.datasets` are the libraries recipes name.
 """
 
-__version__ = "0.1.0"
+from kdlang.version import __version__
 
 __all__ = ["load", "check", "__version__"]
 
@@ -16,7 +16,7 @@ __all__ = ["load", "check", "__version__"]
 def load(path, *, overrides=(), allow_missing_checkpoints=False, seed=None):
     """Load, check and build a recipe (weights initialised from `seed`, else the recipe's
     `runtime(seed=...)`, else 0); raises `kdlang.diagnostics.RecipeError` if it has errors."""
-    from kdlang.lower.recipe import load as _load
+    from kdlang.api import load as _load
 
     return _load(path, overrides=overrides, allow_missing_checkpoints=allow_missing_checkpoints, seed=seed)
 

@@ -1,8 +1,9 @@
-"""The front-end pipeline: load -> declare -> resolve -> graph -> validation passes.
+"""The front-end pipeline: load -> declare -> resolve -> graph -> validation passes -> IR -> shapes.
 
 Each step runs only if the one before left something to work on; every problem is a diagnostic.
 A pass that crashes is a kdlang bug: it is reported as an internal error at the recipe, never as a
-traceback, and the remaining passes still run.
+traceback, and the remaining passes still run. A recipe without errors leaves with its IR
+(`Checked.ir`), annotated by the shape pass unless that was skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from kdlang.graph import passes
 from kdlang.graph.graph import RecipeGraph
 from kdlang.graph.resolve import resolve
 from kdlang.graph.symbols import declare
+from kdlang.ir import passes as ir_passes
+from kdlang.ir.build import build as build_ir
+from kdlang.ir.nodes import Program as IRProgram
 from kdlang.syntax.ast import Span
 from kdlang.syntax.loader import Program, load_with_sources
 
@@ -29,6 +33,7 @@ class Checked:
     graph: RecipeGraph | None
     diagnostics: list
     sources: SourceMap
+    ir: IRProgram | None = None  # the resolved IR, for a recipe without errors
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -42,17 +47,18 @@ class Checked:
         return "\n".join(d.format(self.sources) for d in self.diagnostics)
 
 
-def check_path(path: str | Path, *, skip=(), texts: dict | None = None) -> Checked:
+def check_path(path: str | Path, *, skip=(), texts: dict | None = None, seed: int | None = None) -> Checked:
+    """Check a recipe file; `seed` overrides `runtime(seed=...)` for the models the shape pass builds."""
     program, diagnostics, sources = load_with_sources(path, None, texts)
-    return _check(program, diagnostics, sources, skip)
+    return _check(program, diagnostics, sources, skip, seed)
 
 
 def check_text(text: str, file: str = "<string>", *, skip=()) -> Checked:
     program, diagnostics, sources = load_with_sources(file, text)
-    return _check(program, diagnostics, sources, skip)
+    return _check(program, diagnostics, sources, skip, None)
 
 
-def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip) -> Checked:
+def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip, seed) -> Checked:
     diagnostics = list(diagnostics)
     if program is None:
         return Checked(None, None, diagnostics, sources)
@@ -71,13 +77,31 @@ def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip)
     for check in passes.PASSES:
         if check.__name__ in skip:
             continue
-        if check is passes.shapes and any(d.severity == "error" for d in diagnostics):
-            continue  # shapes build models from the recipe's values: only once those are sound
         try:
             diagnostics += check(graph)
         except Exception:
             diagnostics.append(_internal(f"the `{check.__name__}` pass", program))
-    return Checked(program, graph, _ordered(diagnostics), sources)
+    ir = None
+    if not any(d.severity == "error" for d in diagnostics) and not graph.resolution.external:
+        ir, problems = _lower_to_ir(graph, program, seed, shapes="shapes" not in skip)
+        diagnostics += problems
+    return Checked(program, graph, _ordered(diagnostics), sources, ir)
+
+
+def _lower_to_ir(graph: RecipeGraph, program: Program, seed, *, shapes: bool) -> tuple:
+    """The IR and the shape pass's problems; the shape pass builds models from the recipe's values,
+    so it runs only once those are sound (no errors so far)."""
+    try:
+        ir = ir_passes.built(build_ir(graph, seed=seed))
+    except Exception:
+        return None, [_internal("building the IR", program)]
+    if not shapes:
+        return ir, []
+    try:
+        problems = ir_passes.run(ir)
+    except Exception:
+        return None, [_internal("the IR passes", program)]
+    return (None if problems else ir), problems
 
 
 def _library_skips(graph: RecipeGraph) -> tuple:

@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("recipes", nargs="+", metavar="RECIPE")
     check.add_argument("--no-shapes", action="store_true", help="skip the shape-inference pass")
     check.add_argument("--quiet", "-q", action="store_true", help="print errors only, no warnings")
+    check.add_argument("--debug", action="store_true", help="verify the IR after every pass (a kdlang bug check)")
 
     render = command("render", "draw a recipe's graph (svg, png, pdf or dot)",
                      "  kdlang render R.kd -o R.svg\n  kdlang render R.kd -o R.dot   # needs no graphviz binary")
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                    "  kdlang compile R.kd --run --out runs/try --overwrite   # start runs/try afresh")
     comp.add_argument("recipe", metavar="RECIPE")
     comp.add_argument("--print-ir", action="store_true", help="print the lowered program, one node a line")
+    comp.add_argument("--debug", action="store_true", help="verify the IR after every pass (a kdlang bug check)")
     comp.add_argument("--run", action="store_true", help="run every stage (train it, or only evaluate)")
     comp.add_argument("--smoke", action="store_true", help="run every stage for two batches")
     comp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -87,6 +89,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     args.argv = argv  # `--nproc` starts workers with the same command line
+    if getattr(args, "debug", False):
+        os.environ["KDLANG_VERIFY_IR"] = "1"  # read by kdlang.ir.passes (and by `--nproc` workers)
     try:
         handler = globals()[f"_cmd_{args.command}"]
         return handler(args)
@@ -250,13 +254,13 @@ def _cmd_taps(args) -> int:
             print(f"zoo.{name}")
         print("tv.NAME for any torchvision classification model (e.g. tv.resnet18)")
         return EXIT_OK
-    from kdlang.lower.taps_cli import print_taps
+    from kdlang.commands.taps import print_taps
 
     return print_taps(args.model, args.input, args.classes, UsageError)
 
 
 def _cmd_compile(args) -> int:
-    from kdlang.lower.compile_cli import run_compile, run_launched
+    from kdlang.commands.compile import run_compile, run_launched
 
     _refuse_fragment(args.recipe, _read(args.recipe))  # one line, before torch loads
     if args.run or args.smoke:

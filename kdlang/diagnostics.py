@@ -10,7 +10,7 @@ from typing import Iterable
 
 import attrs
 
-from kdlang.syntax.ast import NOWHERE, Span
+from kdlang.source import NOWHERE, Span
 
 ERROR = "error"
 WARNING = "warning"

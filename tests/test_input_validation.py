@@ -133,7 +133,7 @@ def test_branch_widths_are_positive_whole_numbers(tmp_path, capsys, out, shown):
 @pytest.mark.parametrize("old, new, at, message", [
     ("epochs=2", "epochs=2.5", "epochs=2.5", "`epochs=` must be a positive whole number, not 2.5"),
     ("epochs=2", "epochs=1e18", "epochs=1e18", "`epochs=` must be a positive whole number, not 1e+18"),
-    ("epochs=2", "epochs=2*3", "epochs=2*3", "`epochs=` is read as written: give a plain number"),
+    ("epochs=2", "epochs=2*1.25", "epochs=2*1.25", "`epochs=` must be a positive whole number, not 2.5"),
     ("T=4", "T=-1", "T=-1", "the temperature is -1 in stage `distill`"),
     ("T=4", "T=1e309", "T=1e309", "the temperature is not finite"),
     ("loss kd = kd", "loss kd = 1e309 * kd", "1e309 *", "the weight is not finite"),

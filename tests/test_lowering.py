@@ -8,7 +8,7 @@ import torch
 
 import kdlang
 from kdlang.diagnostics import RecipeError
-from kdlang.lower.ir import format_ir
+from kdlang.lower.printer import format_ir
 from kdlang.lower.module import module_key
 
 TINY = Path(__file__).parent / "recipes" / "tiny_mas.kd"
@@ -83,7 +83,7 @@ def test_student_decoders_are_not_built_when_nothing_reads_them(recipe):
 def test_granularity_widths_follow_method_md(recipe):
     mg = recipe.component("mg")
     fine = mg.levels["fine"]
-    width = recipe.plan.shapes["t_feat"][0]
+    width = recipe.shapes.tensors["t_feat"][0]
     assert fine.encoder[0].in_features == width and fine.encoder[0].out_features == width
     assert fine.encoder[2].out_features == 8
     assert fine.decoder[0].in_features == 8 and fine.decoder[2].out_features == 4
@@ -123,7 +123,7 @@ def test_mas_target_is_the_mean_of_teacher_heads():
 
 
 def test_print_ir_lists_every_stage_in_order(recipe):
-    text = format_ir(recipe)
+    text = format_ir(recipe.program)
     assert text.splitlines()[1].startswith("stage teach")
     assert "excite mix(" in text
     assert "kl[distill.codes#1](%smg.fine.code, %mg.fine.code, T=2)" in text
@@ -141,7 +141,7 @@ def test_an_evaluation_stage_lowers_to_frozen_heads_only(tmp_path):
     assert module.frozen_side == set(module.order) == {"student", "teacher", "mg"}
     logits = module.predict(batch()[0])
     assert set(logits) == {"student", "mg.fine", "mg.coarse", "teacher"}
-    text = format_ir(recipe)
+    text = format_ir(recipe.program)
     assert "stage check (evaluation, evaluates: student, mg, teacher)" in text
     assert "  evaluate student=%student:output, mg.fine=%mg.fine.logits, mg.coarse=%mg.coarse.logits, " \
            "teacher=%teacher:output" in text
@@ -216,7 +216,7 @@ def test_teacher_cache_size_is_counted_from_inferred_shapes_and_auto_declines_wh
     from kdlang.runtime.options import RuntimeOptions, free_memory
 
     module = recipe.compile("distill")
-    per_sample = sum(math.prod(recipe.plan.shapes[key]) for key in module.cache_keys())
+    per_sample = sum(math.prod(recipe.shapes.tensors[key]) for key in module.cache_keys())
     assert per_sample > 0
     assert module.cache_bytes(1000) == 4 * per_sample * 1000
     auto, insist = RuntimeOptions(), RuntimeOptions(cache_teacher=True)

@@ -7,7 +7,7 @@ import pytest
 
 import kdlang
 from kdlang.cli import main
-from kdlang.lower.overrides import OverrideError, apply_overrides
+from kdlang.syntax.overrides import OverrideError, apply_overrides
 
 TINY = Path(__file__).parent / "recipes" / "tiny_mas.kd"
 
@@ -23,7 +23,7 @@ def line_of(text: str, start: str) -> str:
 
 def test_a_repeated_key_takes_its_last_value():
     recipe = kdlang.load(TINY, overrides=["stage.distill.epochs=10", "stage.distill.epochs=3"])
-    assert recipe.graph.stage_epochs("distill") == 3  # not 30
+    assert recipe.program.stage("distill").epoch_count == 3  # not 30
     text = edited(["stage.distill.optimizer.lr=0.001", "stage.distill.optimizer.lr=0.2",
                    "data.batch=1024", "data.batch=8"])
     assert "sgd(lr=0.2, momentum=0.9, weight_decay=5e-4)" in text  # not 0.201

@@ -18,6 +18,7 @@ import pytest
 
 from kdlang.check import check_path, check_text
 from kdlang.cli import main
+from kdlang import diagram
 from kdlang.graph import render
 from kdlang.graph.render import RenderError, render_to, to_dot
 
@@ -274,7 +275,7 @@ def test_executable_not_found_becomes_render_error(tmp_path, monkeypatch):
     def not_found(self, *args, **kwargs):
         raise graphviz.ExecutableNotFound(("dot",))
 
-    monkeypatch.setattr(render.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(diagram.shutil, "which", lambda name: "/usr/bin/dot")
     monkeypatch.setattr(graphviz.Source, "pipe", not_found)
     with pytest.raises(RenderError, match="apt-get install -y graphviz"):
         render_to(_graph("quickstart"), tmp_path / "q.pdf")

@@ -78,8 +78,8 @@ def test_resume_after_an_interruption_ends_where_an_uninterrupted_run_ends(tmp_p
 
 def test_overrides_change_values_and_unknown_keys_are_errors(tmp_path, capsys):
     recipe = kdlang.load(TINY, overrides=["stage.distill.epochs=5", "data.batch=8", "granularity.mg.fine.code=12"])
-    assert recipe.graph.stage_epochs("distill") == 5
-    assert recipe.plan.shapes["mg.fine.code"] == (12,)
+    assert recipe.program.stage("distill").epoch_count == 5
+    assert recipe.shapes.tensors["mg.fine.code"] == (12,)
     assert main(["compile", str(TINY), "--set", "stage.distil.epochs=1"]) == 2
     assert "did you mean `distill`?" in capsys.readouterr().err
     assert main(["compile", str(TINY), "--set", "stage.distill.epochs=0"]) == 1
@@ -188,9 +188,9 @@ def test_an_evaluation_stage_measures_models_loaded_from_files(tmp_path):
     path = tmp_path / "robust.kd"
     path.write_text(EVALUATE.format(run=tmp_path / "first"))
     recipe = kdlang.load(path)
-    assert recipe.graph.evaluation_only("robust") and not recipe.graph.evaluation_only("fit")
-    assert [h for h, _ in recipe.heads("fit")] == ["fresh", "saved"]  # trained heads first
-    assert [h for h, _ in recipe.heads("fit", evaluated=False)] == ["fresh"]  # what `select best` looks at
+    assert recipe.program.stage("robust").evaluation_only and not recipe.program.stage("fit").evaluation_only
+    assert [h for h, _ in recipe.plan("fit").heads] == ["fresh", "saved"]  # trained heads first
+    assert [h for h, _ in recipe.plan("fit").trained_heads] == ["fresh"]  # what `select best` looks at
     assert execute(recipe, tmp_path / "run") == 0
 
     out = tmp_path / "run"

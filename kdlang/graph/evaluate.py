@@ -23,53 +23,64 @@ class NotStatic(Exception):
 
 def value(node, symbols=None, env=None):
     """A Python value for a static expression: numbers, strings, lists, (a, b) pairs, schedules."""
-    env = env or {}
-    if isinstance(node, ast.Num):
-        return node.value
-    if isinstance(node, ast.Str):
-        return node.value
-    if isinstance(node, ast.Bool):
-        return node.value
-    if isinstance(node, ast.NoneLit):
-        return None
-    if isinstance(node, ast.ListExpr):
-        return [value(item, symbols, env) for item in node.items]
-    if isinstance(node, (ast.Arrow, ast.Range)):
-        return (value(node.start, symbols, env), value(node.end, symbols, env))
-    if isinstance(node, ast.Neg):
-        inner = value(node.operand, symbols, env)
-        return _lift(inner, lambda x: -x)
-    if isinstance(node, ast.BinOp):
-        left, right = value(node.left, symbols, env), value(node.right, symbols, env)
-        return _binop(_OPS[node.op], left, right)
-    if isinstance(node, ast.Call) and node.name in schedules.FUNCTIONS:
-        fn, _ = schedules.FUNCTIONS[node.name]
-        args = [value(a, symbols, env) for a in node.args]
-        kwargs = {k.name.text: value(k.value, symbols, env) for k in node.kwargs}
-        return fn(*args, **kwargs)
-    if isinstance(node, ast.Ref):
-        return _ref(node, symbols, env)
-    raise NotStatic(node)
+    return _Evaluator(symbols, env or {}).visit(node)
 
 
-def _ref(node: ast.Ref, symbols, env):
-    head = node.head.text
-    if head in env:  # a loop variable bound to a level: `l.T`
-        bound = env[head]
-        if len(node.trail) == 1 and isinstance(node.trail[0], ast.Name) and node.trail[0].text == "T":
-            return bound["T"]
+class _Evaluator(ast.Visitor):
+    """One evaluation: `symbols` resolves schedule and level names, `env` binds loop variables."""
+
+    def __init__(self, symbols, env: dict):
+        self.symbols = symbols
+        self.env = env
+
+    def generic_visit(self, node):
         raise NotStatic(node)
-    decl = symbols.lookup(head) if symbols is not None else None
-    if decl is not None and decl.kind == "schedule" and not node.trail:
-        expanding = env.get(_EXPANDING, frozenset())
-        if head in expanding or len(expanding) > MAX_DEPTH:  # a cycle, or a chain resolve reported
+
+    def visit_Num(self, node):
+        return node.value
+
+    visit_Str = visit_Bool = visit_Num
+
+    def visit_NoneLit(self, node):
+        return None
+
+    def visit_ListExpr(self, node):
+        return [self.visit(item) for item in node.items]
+
+    def visit_Arrow(self, node):
+        return (self.visit(node.start), self.visit(node.end))
+
+    visit_Range = visit_Arrow
+
+    def visit_Neg(self, node):
+        return _lift(self.visit(node.operand), lambda x: -x)
+
+    def visit_BinOp(self, node):
+        return _binop(_OPS[node.op], self.visit(node.left), self.visit(node.right))
+
+    def visit_Call(self, node):
+        if node.name not in schedules.FUNCTIONS:
             raise NotStatic(node)
-        return as_schedule(value(decl.node.value, symbols, {**env, _EXPANDING: expanding | {head}}))
-    if decl is not None and decl.kind == "granularity" and len(node.trail) == 2:
-        level, attr = node.trail
-        if isinstance(level, ast.Name) and isinstance(attr, ast.Name) and attr.text == "T":
-            return level_args(symbols, head).get(level.text, {}).get("T", 1.0)
-    raise NotStatic(node)
+        fn, _ = schedules.FUNCTIONS[node.name]
+        return fn(*[self.visit(a) for a in node.args], **{k.name.text: self.visit(k.value) for k in node.kwargs})
+
+    def visit_Ref(self, node: ast.Ref):
+        head, env, symbols = node.head.text, self.env, self.symbols
+        if head in env:  # a loop variable bound to a level: `l.T`
+            if len(node.trail) == 1 and isinstance(node.trail[0], ast.Name) and node.trail[0].text == "T":
+                return env[head]["T"]
+            raise NotStatic(node)
+        decl = symbols.lookup(head) if symbols is not None else None
+        if decl is not None and decl.kind == "schedule" and not node.trail:
+            expanding = env.get(_EXPANDING, frozenset())
+            if head in expanding or len(expanding) > MAX_DEPTH:  # a cycle, or a chain resolve reported
+                raise NotStatic(node)
+            return as_schedule(value(decl.node.value, symbols, {**env, _EXPANDING: expanding | {head}}))
+        if decl is not None and decl.kind == "granularity" and len(node.trail) == 2:
+            level, attr = node.trail
+            if isinstance(level, ast.Name) and isinstance(attr, ast.Name) and attr.text == "T":
+                return level_args(symbols, head).get(level.text, {}).get("T", 1.0)
+        raise NotStatic(node)
 
 
 def as_schedule(x) -> schedules.Schedule:
@@ -88,13 +99,24 @@ def _binop(op, left, right):
     if isinstance(left, schedules.Schedule) or isinstance(right, schedules.Schedule):
         return as_schedule(left).combine(as_schedule(right), op)
     if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-        if op is operator.truediv and right == 0:
-            return float("inf")
+        if op is operator.truediv and right == 0:  # IEEE's answer, not an exception
+            return math.nan if left == 0 else math.copysign(math.inf, left) * math.copysign(1.0, right)
         try:
             return op(left, right)
         except OverflowError:  # a whole number too large for a float, against a float: infinite
             return op(_as_float(left), _as_float(right))
     raise NotStatic((left, right))
+
+
+def arithmetic(op: str, left, right):
+    """`left op right` for two constants as the evaluator computes it (the checker's typing folds
+    constants with it, so both agree); None when either side is not a known number."""
+    if left is None or right is None:
+        return None
+    try:
+        return _binop(_OPS[op], left, right)
+    except NotStatic:
+        return None
 
 
 def _as_float(x) -> float:

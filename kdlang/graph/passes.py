@@ -470,11 +470,4 @@ def runtime(graph: RecipeGraph):
     return problems
 
 
-def shapes(graph: RecipeGraph):
-    """Every tap, branch, excitation and loss input gets a shape; mismatches name both ends."""
-    from kdlang.graph.shapes import infer_shapes
-
-    return infer_shapes(graph)
-
-
-PASSES = [cycles, unused, schedules, stages, report, runtime, shapes]
+PASSES = [cycles, unused, schedules, stages, report, runtime]

@@ -14,18 +14,15 @@ bytes; `.dot`/`.gv` output never runs the graphviz executable.
 from __future__ import annotations
 
 import html
-import shutil
 from pathlib import Path
 
 import graphviz
 
+from kdlang.diagram import SUPPORTED, RenderError, check_suffix, picture_bytes  # noqa: F401 (re-exported)
 from kdlang.graph.graph import FLOW, RecipeGraph
 from kdlang.syntax import ast
 from kdlang.syntax.formatter import format_expr
 
-DOT_SUFFIXES = (".dot", ".gv")
-RENDERED_SUFFIXES = {".svg": "svg", ".png": "png", ".pdf": "pdf"}
-SUPPORTED = ", ".join([*RENDERED_SUFFIXES, *DOT_SUFFIXES])
 LABEL_WIDTH = 60
 TEACHER, STUDENT = "teacher", "student"
 SIDE_KINDS = ("model", "tap", "granularity", "branch")
@@ -57,17 +54,6 @@ OBJECTIVE_STYLE = {"shape": "circle", "label": "Σ", "fillcolor": "#f4cccc", "co
 EVALUATION_STYLE = {"shape": "note", "label": "evaluate", "fillcolor": "#d9ead3", "color": EVALUATES_EDGE,
                     "fontsize": "10"}
 
-MISSING_DOT = (
-    "rendering {suffix} needs the graphviz `dot` program, which is not installed; "
-    "install it with `apt-get install -y graphviz` (or `brew install graphviz`), "
-    "or write DOT text instead (`-o recipe.dot`), which works without it"
-)
-
-
-class RenderError(Exception):
-    """The picture could not be written (unknown format, no graphviz executable, unwritable path)."""
-
-
 # ---- public API ------------------------------------------------------------------------------
 
 
@@ -79,30 +65,13 @@ def render_to(graph: RecipeGraph, path) -> None:
 
 def render_bytes(graph: RecipeGraph, suffix: str, name: str = "the picture") -> bytes:
     """The recipe picture in the format a file suffix names (`.svg`, `.png`, `.pdf`, `.dot`)."""
-    if suffix in DOT_SUFFIXES:
-        return to_dot(graph).encode("utf-8")
-    if suffix in RENDERED_SUFFIXES:
-        return _pipe(to_dot(graph), RENDERED_SUFFIXES[suffix], suffix)
-    shown = f"`{suffix}`" if suffix else "no suffix"
-    raise RenderError(f"cannot render {name}: unknown format ({shown}); the suffix must be one of {SUPPORTED}")
+    check_suffix(suffix, name)
+    return picture_bytes(to_dot(graph), suffix, name)
 
 
 def to_dot(graph: RecipeGraph) -> str:
     """The recipe as DOT text: deterministic, and produced without any graphviz executable."""
     return _Drawing(graph).build().source
-
-
-def _pipe(source: str, fmt: str, suffix: str) -> bytes:
-    """Run `dot` on the text in memory, so no intermediate file lands next to the output."""
-    if shutil.which("dot") is None:
-        raise RenderError(MISSING_DOT.format(suffix=suffix))
-    try:
-        return graphviz.Source(source, engine="dot").pipe(format=fmt, quiet=True)
-    except graphviz.ExecutableNotFound:
-        raise RenderError(MISSING_DOT.format(suffix=suffix)) from None
-    except graphviz.CalledProcessError as exc:
-        detail = (exc.stderr or b"").decode("utf-8", "replace").strip()
-        raise RenderError(f"graphviz failed to render {suffix}: {detail or exc}") from None
 
 
 def _write(path: Path, data: bytes) -> None:

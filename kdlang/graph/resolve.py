@@ -51,7 +51,7 @@ class Resolution:
     external: set = attrs.field(factory=set)  # names a fragment reads from the recipes that use it
 
 
-class Resolver:
+class Resolver(ast.Visitor):
     def __init__(self, symbols: Symbols, open_names: bool = False):
         self.symbols = symbols
         self.open_names = open_names  # a fragment: an unknown name is one the using recipe declares
@@ -317,10 +317,6 @@ class Resolver:
             if not rule.schedule:  # a schedule's own arguments are the schedules pass's to explain
                 self._error(f"`{key}=` cannot be computed: {exc}", node.span, hint=f"`{key}=` takes {rule.describe()}")
             return False
-        if rule.accepts(value) and rule.literal and not isinstance(node, (ast.Num, ast.NoneLit)):
-            self._error(f"`{key}=` is read as written: give a plain number, not an expression",
-                        node.span, hint=f"`{key}=` takes {rule.describe()}")
-            return False
         if rule.accepts(value):
             return True
         if schedules_reported and (value is _NOT_STATIC or isinstance(value, Schedule)):
@@ -376,29 +372,29 @@ class Resolver:
         try:
             if self._depth > MAX_DEPTH:  # only through declarations: the parser bounds one expression
                 return self._too_deep(node.span, "build the value from fewer layers of declarations")
-            return getattr(self, f"_expr_{type(node).__name__}")(node)
+            return super().visit(node)
         finally:
             self._depth -= 1
 
-    def _expr_Num(self, node):
+    def visit_Num(self, node):
         return Ty(T.NUMBER, value=node.value)
 
-    def _expr_Str(self, node):
+    def visit_Str(self, node):
         return Ty(T.STRING, value=node.value)
 
-    def _expr_Bool(self, node):
+    def visit_Bool(self, node):
         return Ty(T.BOOL, value=node.value)
 
-    def _expr_NoneLit(self, node):
+    def visit_NoneLit(self, node):
         return Ty(T.NONE)
 
-    def _expr_ListExpr(self, node):
+    def visit_ListExpr(self, node):
         return merge(T.LIST, *(self.expr(item) for item in node.items))
 
-    def _expr_Arrow(self, node):
+    def visit_Arrow(self, node):
         return self._pair(node, T.ARROW)
 
-    def _expr_Range(self, node):
+    def visit_Range(self, node):
         return self._pair(node, T.RANGE)
 
     def _pair(self, node, kind):
@@ -408,7 +404,7 @@ class Resolver:
                 return self._error(f"{T.DESCRIPTIONS[kind]} needs numbers at both ends, not {ty.describe()}", part.span)
         return Ty(kind)
 
-    def _expr_Neg(self, node):
+    def visit_Neg(self, node):
         ty = self.expr(node.operand)
         if ty.kind == T.NUMBER:
             return Ty(T.NUMBER, value=-ty.value if ty.value is not None else None)
@@ -417,13 +413,13 @@ class Resolver:
         return self._error(f"cannot negate {ty.describe()}", node.span,
                            hint="loss weights must be non-negative" if ty.kind == T.LOSS else None)
 
-    def _expr_BinOp(self, node):
+    def visit_BinOp(self, node):
         left, right = self.expr(node.left), self.expr(node.right)
         if T.ERROR in (left.kind, right.kind):
             return ERR
         kinds = (left.kind, right.kind)
         if kinds == (T.NUMBER, T.NUMBER):
-            return Ty(T.NUMBER, value=_fold(node.op, left.value, right.value))
+            return Ty(T.NUMBER, value=evaluate.arithmetic(node.op, left.value, right.value))
         if left.scalar and right.scalar:
             return Ty(T.SCHEDULE)
         if node.op == "-" and kinds == (T.LOSS, T.LOSS):
@@ -443,7 +439,7 @@ class Resolver:
             hint = "losses add to losses: `ce(s, label) + kd(s, t)`"
         return self._error(f"cannot {verb} {left.describe()} and {right.describe()}", node.span, hint=hint)
 
-    def _expr_Ref(self, node: ast.Ref) -> Ty:
+    def visit_Ref(self, node: ast.Ref) -> Ty:
         head = node.head.text
         if head in self._loop and self.symbols.lookup(head, self._scope) is None:
             return self._level_trail(self._loop[head], node.trail, node)
@@ -521,14 +517,14 @@ class Resolver:
         self.result.outputs_used.setdefault(decl.name, set()).add(first.text)
         return Ty(T.TENSOR, ty.components)
 
-    def _expr_Comprehension(self, node: ast.Comprehension) -> Ty:
+    def visit_Comprehension(self, node: ast.Comprehension) -> Ty:
         return self._error("a `for` only goes inside `sum(...)` or `mean(...)`", node.span)
 
-    def _expr_KwArg(self, node):
+    def visit_KwArg(self, node):
         return self._error("keyword arguments only go inside calls", node.span)
 
     # ---- calls --------------------------------------------------------------------------
-    def _expr_Call(self, node: ast.Call) -> Ty:
+    def visit_Call(self, node: ast.Call) -> Ty:
         name = node.name
         if name in catalog.loss_names():
             return self._loss_call(node)
@@ -787,15 +783,6 @@ def level_names(symbols: Symbols, granularity: str) -> list[str]:
     """A granularity's level names, following `mirrors` (cycle-safe)."""
     node = evaluate.mirrored(symbols, granularity)
     return [level.name.text for level in node.levels] if node is not None else []
-
-
-def _fold(op, a, b):
-    if a is None or b is None:
-        return None
-    try:
-        return {"+": a + b, "-": a - b, "*": a * b}[op] if op != "/" else a / b
-    except ArithmeticError:  # a division by zero, a number too large for a float
-        return None
 
 
 def resolve(symbols: Symbols, open_names: bool = False) -> tuple[Resolution, list[Diagnostic]]:

@@ -129,7 +129,6 @@ class Value:
     item: "Value | None" = None
     length: tuple | None = None  # (fewest, most) list items
     unit: str = ""  # what the number counts, for the hint
-    literal: bool = False  # read as written (a plain number), never computed
 
     def accepts(self, v) -> bool:
         if v is None:
@@ -237,8 +236,8 @@ VALUES = {
         "rate": V("number", 0, 16, open_low=True, unit="factor channels per input channel"), "bn": BOOL,
     },
     "stage": {
-        "epochs": V("int", 1, MAX_EPOCHS, literal=True), "batch": V("int", 1, MAX_BATCH, none=True, unit="images per batch"),
-        "grad_clip": V("number", 0, open_low=True, none=True, unit="the largest gradient norm", literal=True),
+        "epochs": V("int", 1, MAX_EPOCHS), "batch": V("int", 1, MAX_BATCH, none=True, unit="images per batch"),
+        "grad_clip": V("number", 0, open_low=True, none=True, unit="the largest gradient norm"),
     },
     "optimizer": {
         "lr": V("number", 0, open_low=True, unit="the learning rate"),
@@ -253,7 +252,7 @@ VALUES = {
     },
     "runtime": {
         "device": V("string"), "amp": V("string", choices=AMP_MODES), "channels_last": V("bool", choices=("auto",)),
-        "seed": attrs.evolve(SEED, literal=True), "deterministic": BOOL, "cache_teacher": V("bool", choices=("auto",)),
+        "seed": SEED, "deterministic": BOOL, "cache_teacher": V("bool", choices=("auto",)),
         "divergence": V("string", choices=("stop", "warn", "off")),
         "divergence_factor": V("number", 1, open_low=True), "divergence_steps": V("int", 1, 1_000_000),
         "skip_nonfinite": BOOL,

@@ -14,7 +14,8 @@ import re
 import torch
 from torch import nn
 
-from kdlang.lower import terms as T
+from kdlang.ir import terms as T
+from kdlang.lower.stage_plan import StagePlan
 
 
 def module_key(name: str) -> str:
@@ -23,33 +24,25 @@ def module_key(name: str) -> str:
 
 
 class StageModule(nn.Module):
-    def __init__(self, recipe, stage: str):
-        super().__init__()
-        graph, plan = recipe.graph, recipe.plan
-        self.stage = stage
-        self.trained = set(graph.trained_in(stage))
-        self.loss_keys = graph.stage_losses(stage)
-        self.excite_keys = graph.stage_excites(stage)
-        self.loss_names = {key: graph.decl(key).name for key in self.loss_keys}
-        self.terms = {key: plan.terms[key] for key in self.loss_keys + self.excite_keys}
-        self.time = 0.0  # fractional epoch inside the stage; the trainer advances it
+    """One stage's `StagePlan` executed: its components and loss modules, nothing of the recipe."""
 
-        needed = set()
-        for term in self.terms.values():
-            needed.update(T.tensor_keys(term))
-        self.heads = recipe.heads(stage)
-        self.trained_heads = recipe.heads(stage, evaluated=False)  # what `select best` and `forward` look at
-        needed.update(key for _, key in self.heads)
-        needed = recipe.required_keys(needed)
-        self._recipe = recipe
-        self.order = recipe.component_order(recipe.components_for(needed))
-        self.components = nn.ModuleDict({module_key(c): recipe.component(c) for c in self.order})
-        self.frozen_side = {c for c in self.order if not (recipe.upstream(c) & self.trained)}
-        self.taps_by_model = recipe.taps_for(needed)
-        self.losses = nn.ModuleDict({
-            module_key(call.instance): recipe.loss_module(call)
-            for key in self.loss_keys for call in T.loss_calls(self.terms[key])
-        })
+    def __init__(self, plan: StagePlan, components: dict, losses: dict):
+        super().__init__()
+        self.plan = plan
+        self.stage = plan.stage.name
+        self.trained = set(plan.trained)
+        self.order = list(plan.order)
+        self.frozen_side = set(plan.frozen_side)
+        self.taps_by_model = plan.taps_by_model
+        self.loss_keys = [loss.key for loss in plan.losses]
+        self.excite_keys = [excite.key for excite in plan.excites]
+        self.loss_names = {loss.key: loss.name for loss in plan.losses}
+        self.terms = {item.key: item.term for item in (*plan.losses, *plan.excites)}
+        self.heads = list(plan.heads)
+        self.trained_heads = list(plan.trained_heads)  # what `select best` and `forward` look at
+        self.time = 0.0  # fractional epoch inside the stage; the trainer advances it
+        self.components = nn.ModuleDict({module_key(c): components[c] for c in self.order})
+        self.losses = nn.ModuleDict({module_key(instance): module for instance, module in losses.items()})
         self._scheduled = [
             (module_key(call.instance), name, value)
             for key in self.loss_keys for call in T.loss_calls(self.terms[key])
@@ -64,8 +57,8 @@ class StageModule(nn.Module):
         owners = {}
         for head, _key in self.trained_heads:
             component, _, level = head.partition(".")
-            prefix = f"levels.{level}." if level and self._recipe.graph.kind(component) == "granularity" else ""
-            upstream = sorted(self._recipe.upstream(component) & self.trained - {component})
+            prefix = f"levels.{level}." if level and self.plan.kinds[component] == "granularity" else ""
+            upstream = sorted(self.plan.owners[component] & self.trained - {component})
             owners[head] = [(component, prefix)] + [(name, "") for name in upstream]
         pairs = [(head, pair) for head, owned in owners.items() for pair in owned]
         for i, (head_a, (comp_a, pre_a)) in enumerate(pairs):
@@ -97,15 +90,12 @@ class StageModule(nn.Module):
     # ---- teacher cache ------------------------------------------------------------------
     def cache_keys(self) -> list[str]:
         """The frozen side's tensors that this stage's losses consume (what a teacher cache holds)."""
-        consumed = set()
-        for term in self.terms.values():
-            consumed.update(T.tensor_keys(term))
-        consumed = self._recipe.required_keys(consumed)
-        return sorted(k for c in self.frozen_side for k in self._recipe.produces(c) if k in consumed)
+        consumed = self.plan.consumed_keys()
+        return sorted(k for c in self.frozen_side for k in self.plan.produces[c] if k in consumed)
 
     def cache_bytes(self, num_data: int) -> int:
         """What a teacher cache over `num_data` samples would hold, in bytes (fp32, from inferred shapes)."""
-        per_sample = sum(math.prod(self._recipe.plan.shapes[key]) for key in self.cache_keys())
+        per_sample = sum(math.prod(self.plan.shapes[key]) for key in self.cache_keys())
         return 4 * per_sample * num_data
 
     def enable_cache(self, num_data: int) -> bool:
@@ -169,23 +159,19 @@ class StageModule(nn.Module):
         """The components that feed `keys` (computed once per set of keys: evaluation asks every batch)."""
         cache = self.__dict__.setdefault("_feeding_cache", {})
         if keys not in cache:
-            wanted = self._recipe.required_keys(keys)
-            cache[keys] = {name for name in self.order if self._recipe.produces(name) & wanted}
+            cache[keys] = set(self.plan.feeding(keys))
         return cache[keys]
 
     def _run_component(self, name: str, inputs, values) -> dict:
-        recipe = self._recipe
         module = self.components[module_key(name)]
-        kind = recipe.graph.kind(name)
-        if kind == "model":
+        if self.plan.kinds[name] == "model":
             taps = self.taps_by_model.get(name, {})
             recorder = self._recorder(name, module, list(taps.values()))
             module(inputs)
             captured = recorder.values
             recorder.clear()
             return {key: captured[path] for key, path in taps.items()}
-        tap = recipe.graph.decl(name).node.tap.text
-        outputs = module(values[tap])
+        outputs = module(values[self.plan.inputs[name]])
         return {f"{name}.{k}": v for k, v in outputs.items()}
 
     def _recorder(self, name, module, paths):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from kdlang.graph import evaluate
-from kdlang.lower.plan import AUGMENT_KEYS, augment_spec
-from kdlang.syntax import ast
+from kdlang.ir.shapes import augment_spec
 
 
 @attrs.define
@@ -35,20 +33,16 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
     from kdlang.runtime.distributed import SINGLE, GlobalBatchShard, StridedShard
 
     world = world or SINGLE
-    key = recipe.graph.stage_data(stage)
-    node: ast.Data = recipe.graph.decl(key).node
-    kwargs = {k.name.text: evaluate.value(k.value) for k in node.source.kwargs if k.name.text not in AUGMENT_KEYS}
-    batch = int(kwargs.pop("batch", 64))
-    workers = int(kwargs.pop("workers", 0))
-    stage_node = recipe.graph.decl(stage).node
-    stage_batch = next((evaluate.value(k.value) for k in stage_node.kwargs if k.name.text == "batch"), None)
-    batch = int(stage_batch or batch)
-    augment = [augment_spec(a) for a in node.source.list_items("augment")]
-    test_augment = [augment_spec(a) for a in node.source.list_items("test_augment")] + list(test_augment)
-    cache_key = (node.source.name, repr(sorted(kwargs.items())), repr(augment), repr(test_augment), seed)
+    planned = recipe.program.stage(stage)
+    data = planned.data
+    kwargs = {k: v for k, v in data.call.values().items() if k not in ("batch", "workers")}
+    batch, workers = planned.batch, data.workers
+    augment = [augment_spec(a) for a in data.augment]
+    test_augment = [augment_spec(a) for a in data.test_augment] + list(test_augment)
+    cache_key = (data.call.name, repr(sorted(kwargs.items())), repr(augment), repr(test_augment), seed)
     bundle = _CACHE.get(cache_key)
     if bundle is None:
-        bundle = _CACHE[cache_key] = datasets.build(node.source.name, augment=augment, seed=seed,
+        bundle = _CACHE[cache_key] = datasets.build(data.call.name, augment=augment, seed=seed,
                                                     test_augment=list(test_augment), **kwargs)
     train = datasets.loader(bundle.train, batch_size=batch // world.size, shuffle=False, seed=seed,
                             num_workers=workers, sampler=GlobalBatchShard(len(bundle.train), batch, world, seed))

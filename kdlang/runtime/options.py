@@ -17,7 +17,6 @@ import sys
 import attrs
 import torch
 
-from kdlang.graph import evaluate
 
 
 @attrs.frozen
@@ -35,11 +34,7 @@ class RuntimeOptions:
 
     @classmethod
     def from_recipe(cls, recipe) -> "RuntimeOptions":
-        values = {}
-        for node in recipe.symbols.runtimes:
-            for kwarg in node.kwargs:
-                values[kwarg.name.text] = evaluate.value(kwarg.value)
-        return cls(**values)
+        return cls(**{key: value.value for key, value in recipe.program.runtime.items()})
 
     def resolve_device(self, requested: str | None) -> str:
         """`--device`, else the recipe's device; refuses (ValueError) one this machine lacks before

@@ -16,19 +16,8 @@ class Policy:
 
     @classmethod
     def from_recipe(cls, recipe) -> "Policy":
-        from kdlang.graph import evaluate
-
-        reports = recipe.symbols.reports
-        if not reports:
-            return cls()
-        node = reports[0]
-        return cls(
-            metrics=tuple(m.text for m in node.metrics),
-            split=node.split.text,
-            select=node.select.text if node.select else "last",
-            select_split=node.select_split.text if node.select_split else node.split.text,
-            noise=tuple(float(evaluate.value(n)) for n in node.noise.items) if node.noise else (),
-        )
+        report = recipe.program.report
+        return cls(report.metrics, report.split, report.select, report.select_split, report.noise)
 
     def describe(self) -> str:
         picked = f"best on {self.select_split}" if self.select == "best" else "last epoch"

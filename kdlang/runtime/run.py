@@ -139,10 +139,11 @@ def _terminate_as_interrupt():
 def data_diagnostic(recipe, exc) -> str:
     """A DataError as a positioned diagnostic at the data declaration that needs the files."""
     from kdlang.diagnostics import error
+    from kdlang.source import Span
 
-    decls = recipe.symbols.of_kind("data")
-    span = decls[0].node.span if decls else recipe.checked.program.root.span
-    return error(exc.message, span, hint=exc.hint).format(recipe.checked.sources)
+    data = list(recipe.program.data.values())
+    span = data[0].span if data else Span(recipe.program.path, 1, 1, 1, 2)
+    return error(exc.message, span, hint=exc.hint).format(recipe.sources)
 
 
 def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:
@@ -156,11 +157,11 @@ def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -
         "policy": Policy.from_recipe(recipe).describe(),
     }
     durable.write_text(out / "run.json", json.dumps(meta, indent=2) + "\n")
-    from kdlang.graph.render import RenderError, render_bytes
+    from kdlang.diagram import RenderError, picture_bytes
 
     for suffix in (".dot", ".svg"):
         try:
-            picture = render_bytes(recipe.graph, suffix)
+            picture = picture_bytes(recipe.program.dot, suffix)
         except RenderError:  # the diagram is a convenience; `dot` may be missing
             continue
         durable.write_bytes(out / f"recipe{suffix}", picture)
@@ -169,16 +170,18 @@ def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -
 def export_students(recipe, out: Path) -> None:
     """Every trained component as a plain state_dict (models with their zoo name, in `models/`,
     granularities and branches in `components/`); `student.pt` is the student."""
-    everything = list(dict.fromkeys(c for s in recipe.stages for c in recipe.graph.trained_in(s)))
+    program = recipe.program
+    everything = list(dict.fromkeys(c for stage in program.stages for c in stage.trains))
     for name in everything:
-        if recipe.graph.kind(name) != "model":
+        if program.kind(name) != "model":
             state = {k: v.detach().cpu() for k, v in recipe.component(name).state_dict().items()}
             checkpoints.save(out / "components" / f"{name}.pt", {"state_dict": state})
-    trained = [c for c in everything if recipe.graph.kind(c) == "model"]
+    trained = [c for c in everything if program.kind(c) == "model"]
     for name in trained:
-        spec = recipe.plan.models[name]
-        payload = {"model": spec.source, "classes": spec.classes, "in_channels": spec.input_shape[0],
-                   "state_dict": {k: v.detach().cpu() for k, v in spec.module.state_dict().items()}}
+        built = recipe.shapes.models[name]
+        payload = {"model": program.components[name].source, "classes": built.classes,
+                   "in_channels": built.input_shape[0],
+                   "state_dict": {k: v.detach().cpu() for k, v in built.module.state_dict().items()}}
         checkpoints.save(out / "models" / f"{name}.pt", payload)
         if name == "student" or (name == trained[-1] and "student" not in trained):
             checkpoints.save(out / "student.pt", payload)

@@ -45,9 +45,9 @@ class Identity:
 
     @classmethod
     def of(cls, recipe, *, seed: int, smoke: bool) -> "Identity":
-        from kdlang import __version__
+        from kdlang.version import __version__
 
-        meaning = repr(recipe.checked.program.statements)  # spans and comments take no part
+        meaning = recipe.program.meaning  # spans and comments take no part
         text = json.dumps({"program": meaning, "seed": seed, "smoke": smoke, "kdlang": __version__})
         return cls(str(recipe.path), recipe.title, hashlib.sha256(text.encode()).hexdigest()[:16],
                    {str(p): _file_digest(p) for p in recipe.checkpoint_files()})

@@ -13,7 +13,6 @@ import torch
 
 from kdlang import checkpoint_io
 from kdlang.runtime import distributed, guards, progress
-from kdlang.syntax import ast
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.options import RuntimeOptions
@@ -69,7 +68,7 @@ class Trainer:
         """A run continued by another recipe (`--force`) must share the stages and components it
         committed; anything else would mix two recipes' weights."""
         done = [result["stage"] for result in state["results"]] + ([state["stage"]] if state["epoch"] is not None else [])
-        foreign = [name for name in state["components"] if name not in self.recipe.symbols.decls]
+        foreign = [name for name in state["components"] if name not in self.recipe.program.components]
         if done != self.recipe.stages[:len(done)] or foreign:
             what = f"the component `{foreign[0]}`" if foreign else f"the stages {', '.join(done)}"
             raise RunDirError(f"it committed {what}, which this recipe does not have in that order "
@@ -82,7 +81,8 @@ class Trainer:
         data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
-        if self.recipe.graph.evaluation_only(stage):
+        planned = self.recipe.program.stage(stage)
+        if planned.evaluation_only:
             return self._evaluation_stage(stage, module, data)
         self._calibrate_random_models(module, data, stage)
         cache_bytes = module.cache_bytes(data.num_train)
@@ -97,16 +97,13 @@ class Trainer:
             module = module.to(memory_format=torch.channels_last)
         scaler = self.options.scaler(str(self.device))
         runner = distributed.wrap(module, self.world, self.device)
-        epochs = 1 if self.smoke else self.recipe.graph.stage_epochs(stage)  # smoke: two batches a stage
+        epochs = 1 if self.smoke else planned.epoch_count  # smoke: two batches a stage
         steps = min(2, len(data.train)) if self.smoke else len(data.train)
         params = module.trainable_parameters()
-        optimizer = build_optimizer(self.recipe.graph.decl(stage).node, params)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, build_lr_lambda(self.recipe.graph.decl(stage).node, epochs, steps))
+        optimizer = build_optimizer(planned, params)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(planned, epochs, steps))
         selection = Selection(self.policy.select_split, [h for h, _ in module.trained_heads], module.head_owners())
-        stage_node = self.recipe.graph.decl(stage).node
-        clip = next((float(k.value.value) for k in stage_node.kwargs
-                     if k.name.text == "grad_clip" and isinstance(k.value, ast.Num)), None)
+        clip = planned.grad_clip
         start_epoch = 0
         last_metrics = {}
         if resume_state is not None:

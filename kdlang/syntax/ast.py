@@ -10,22 +10,7 @@ from typing import Union
 
 import attrs
 
-
-@attrs.frozen
-class Span:
-    """A region of one source file; lines and columns are 1-based, the end is exclusive."""
-
-    file: str
-    line: int
-    col: int
-    end_line: int
-    end_col: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
-
-
-NOWHERE = Span("<builtin>", 1, 1, 1, 1)
+from kdlang.source import NOWHERE, Span  # noqa: F401 (the AST's positions)
 
 
 def _span():

@@ -16,11 +16,11 @@ def run_compile(args, usage_error) -> int:
     if recipe is None:
         return 1
     for d in recipe.warnings:
-        print(d.format(recipe.checked.sources), file=sys.stderr)
+        print(d.format(recipe.sources), file=sys.stderr)
     if args.print_ir:
-        from kdlang.lower.ir import format_ir
+        from kdlang.lower.printer import format_ir
 
-        print(format_ir(recipe))
+        print(format_ir(recipe.program))
     if not (args.run or args.smoke):
         if not args.print_ir:
             print(f"{args.recipe}: ok (add --run to train, --print-ir to see the program)")
@@ -50,7 +50,7 @@ def _run_folder(args, usage_error) -> Path:
 
 def _load(args, usage_error):
     """The checked and built recipe, or None once its diagnostics are printed."""
-    from kdlang.lower.recipe import load
+    from kdlang.api import load
 
     for plugin in args.plugin:
         _import_plugin(plugin, usage_error)
