@@ -143,3 +143,21 @@ def test_the_pass_driver_enforces_contracts_and_names_the_pass_that_broke_the_ir
         passes.run(program, (vandal,), check=True)
     fresh = check_path(TINY, skip=("shapes",)).ir
     assert passes.run(fresh, check=True) == [] and passes.SHAPED in fresh.meta[passes.FACTS]
+
+
+def test_an_augmentation_argument_that_names_something_is_a_diagnostic_not_an_internal_error():
+    text = """kdlang 1
+data synthetic(shape=[3, 16, 16], classes=3, augment=[crop(16, padding), flip()])
+model student = zoo.cnn_small()
+tap s_logits = student.output
+stage fit(epochs=1) {
+  train student
+  optimizer sgd(lr=0.1)
+  loss ce = ce(s_logits, label)
+}
+report top1 on test
+"""
+    checked = check_text(text, "r.kd")
+    assert [d.message for d in checked.errors] == [
+        "augmentation `crop` takes values written out, not a name or a computed tensor"]
+    assert (checked.errors[0].span.line, checked.errors[0].span.col) == (2, 64)

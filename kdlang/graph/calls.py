@@ -114,6 +114,21 @@ def check_augmentations(value, problems) -> None:
             shown = signature.replace(return_annotation=inspect.Signature.empty)
             problems.append(error(f"bad arguments for augmentation `{item.name}`: {exc}", item.span,
                                   hint=f"it is called as `{item.name}{shown}`"))
+            continue
+        _check_plain(item, problems)
+
+
+def _check_plain(item: ast.Call, problems) -> None:
+    """An augmentation's arguments are values written out: numbers, strings, lists."""
+    for value in [*item.args, *(k.value for k in item.kwargs)]:
+        try:
+            evaluate.value(value)
+        except evaluate.NotStatic:
+            problems.append(error(f"augmentation `{item.name}` takes values written out, not a name or a "
+                                  "computed tensor", value.span, hint="e.g. `crop(32, pad=4)`"))
+            return
+        except (TypeError, ValueError, ArithmeticError):
+            return  # the shape pass explains what the library refuses
 
 
 def check_model(call: ast.Call, problems) -> None:

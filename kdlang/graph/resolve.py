@@ -716,15 +716,10 @@ class Resolver(ast.Visitor):
 
 def _model_defaults(full_name: str) -> dict | None:
     """A known model's keywords with their defaults; None for an unknown one (check_model reports it)."""
-    from kdlang.library import models
-
-    prefix, _, name = full_name.partition(".")
     try:
-        info = models.info(name if prefix == "zoo" else full_name)
+        return {**catalog.MODEL_KWARGS, **catalog.model_kwargs(full_name)}
     except (KeyError, ValueError):
         return None
-    kwargs = getattr(info, "kwargs", None) or {}
-    return {**catalog.MODEL_KWARGS, **(kwargs if isinstance(kwargs, dict) else dict.fromkeys(kwargs))}
 
 
 _NOT_STATIC = object()  # a value only known at run time (a tensor, a loss)

@@ -150,7 +150,6 @@ class _Loader:
     def __init__(self, texts: dict | None = None):
         self.texts = texts or {}
         self.sources = SourceMap()
-        self.parsed: dict[Path, ast.Recipe] = {}
         self.diagnostics: list[Diagnostic] = []
         self.files: list[ast.Recipe] = []
 
