@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from kdlang.check import check_path
 from kdlang.diagnostics import RecipeError
@@ -10,7 +11,8 @@ from kdlang.lower.recipe import Recipe
 from kdlang.syntax.overrides import apply_overrides
 
 
-def load(path, *, overrides=(), allow_missing_checkpoints: bool = False, seed: int | None = None) -> Recipe:
+def load(path: str | Path, *, overrides: Sequence[str] = (), allow_missing_checkpoints: bool = False,
+         seed: int | None = None) -> Recipe:
     """Load, check and build a recipe (weights initialised from `seed`, else the recipe's
     `runtime(seed=...)`, else 0); raises `RecipeError` (with diagnostics) if it has errors. Each
     model is built once, by the check's shape pass, and handed to the `Recipe` as built."""

@@ -11,6 +11,7 @@ every layer after it.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, cast
 
 import networkx as nx
 
@@ -19,16 +20,20 @@ from kdlang.graph import evaluate
 from kdlang.graph.evaluate import NotStatic
 from kdlang.graph.graph import RecipeGraph
 from kdlang.graph.render import to_dot
+from kdlang.graph.symbols import Symbols
 from kdlang.ir import nodes as N
 from kdlang.ir import terms as T
 from kdlang.library import catalog
 from kdlang.library.datasets import DEFAULT_BATCH
 from kdlang.library.schedules import Schedule
+from kdlang.source import Span
 from kdlang.syntax import ast
 from kdlang.syntax.formatter import format_expr
 
 AUGMENT_KEYS = ("augment", "test_augment")  # a data declaration's lists of calls, not values
 COMPONENT_KINDS = ("model", "granularity", "branch")
+
+Env = dict[str, dict[str, Any]]  # a comprehension's loop variable -> its level: granularity, name, arguments
 
 
 def build(graph: RecipeGraph, *, seed: int | None = None) -> N.Program:
@@ -48,7 +53,7 @@ class _Builder:
     def program(self, seed: int | None) -> N.Program:
         program, symbols = self.graph.program, self.symbols
         for decl in symbols.of_kind("data"):
-            self.data[decl.key] = self._data(decl.key, decl.node)
+            self.data[decl.key] = self._data(decl.key, cast(ast.Data, decl.node))
         default = self.data.get("data") or next(iter(self.data.values()), None)
         model_data = self._model_data()
         flow = [k for k in nx.lexicographical_topological_sort(self.graph.flow()) if k in symbols.decls]
@@ -58,6 +63,7 @@ class _Builder:
                 self.components[key] = self._model(decl.node, self.data.get(model_data.get(key, "")) or default)
             elif decl.kind == "tap":
                 model = self.components[decl.node.model.text]
+                assert isinstance(model, N.Model)  # the checker resolved the tap's model to a model
                 self.taps[key] = N.Tap(key, model, decl.node.layer.text, decl.node.name.span, decl.node.layer.span)
             elif decl.kind == "granularity":
                 self.components[key] = self._granularity(decl.node)
@@ -82,14 +88,14 @@ class _Builder:
             runtime=runtime, seed=int(seed), default_data=default, dot=to_dot(self.graph))
 
     # ---- values -------------------------------------------------------------------------
-    def _value(self, node, span=None) -> N.Value:
+    def _value(self, node: ast.Expr, span: Span | None = None) -> N.Value:
         return N.Value(evaluate.value(node, self.symbols), format_expr(node), span or node.span)
 
     def _kwarg(self, kwarg: ast.KwArg) -> N.Value:
         return self._value(kwarg.value, kwarg.span)
 
-    def _call(self, call: ast.Call, skip=()) -> N.Call:
-        kwargs = {}
+    def _call(self, call: ast.Call, skip: tuple[str, ...] = ()) -> N.Call:
+        kwargs: dict[str, N.Value] = {}
         for kwarg in call.kwargs:
             if kwarg.name.text in skip:
                 continue
@@ -100,7 +106,7 @@ class _Builder:
         return N.Call(call.name, tuple(self._value(a) for a in call.args), kwargs, call.span)
 
     @staticmethod
-    def _checkpoint(node) -> N.Checkpoint | None:
+    def _checkpoint(node: ast.Checkpoint | None) -> N.Checkpoint | None:
         if node is None:
             return None
         return N.Checkpoint(node.path, node.stage.text if node.stage is not None else None, node.span)
@@ -145,7 +151,7 @@ class _Builder:
                         catalog.BRANCH_OUTPUTS.get(node.source.name, ("out",)),
                         self._checkpoint(node.checkpoint), node.name.span)
 
-    def _stage(self, name: str, excites: dict, losses: dict) -> N.Stage:
+    def _stage(self, name: str, excites: dict[str, N.Excite], losses: dict[str, N.Loss]) -> N.Stage:
         graph, node = self.graph, self.graph.decl(name).node
         data = self.data[graph.stage_data(name)]
         written = {k.name.text: (N.Value(data.name, format_expr(k.value), k.span) if k.name.text == "data"
@@ -164,9 +170,9 @@ class _Builder:
             losses=tuple(losses[k] for k in graph.stage_losses(name)),
             excites=tuple(excites[k] for k in graph.stage_excites(name)), span=node.name.span)
 
-    def _evaluate_spans(self, stage: str, node: ast.Stage) -> tuple:
+    def _evaluate_spans(self, stage: str, node: ast.Stage) -> tuple[tuple[str, Span], ...]:
         evaluated = self.graph.evaluated_in(stage)
-        mentions = []
+        mentions: list[tuple[str, Span]] = []
         for item in node.of(ast.Evaluate):
             for written in item.names:
                 decl = self.symbols.lookup(written.text)
@@ -185,7 +191,7 @@ class _Builder:
             noise=tuple(float(evaluate.value(n)) for n in node.noise.items) if node.noise else ())
 
 
-def _int(value) -> int | None:
+def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
@@ -205,13 +211,13 @@ class _Expander:
     """Expands one declaration's expression into a term tree; loss instances are numbered within
     the declaration (`distill.codes#1`), which names their modules and checkpoint entries."""
 
-    def __init__(self, symbols, owner: str):
+    def __init__(self, symbols: Symbols, owner: str):
         self.symbols = symbols
         self.owner = owner
         self.scope = owner.split(".")[0] if "." in owner else None
         self.count = 0
 
-    def expand(self, node, env=None) -> T.Term:
+    def expand(self, node: ast.Expr, env: Env | None = None) -> T.Term:
         env = env or {}
         static = _static(node, self.symbols, env)
         if static is not None:
@@ -228,20 +234,22 @@ class _Expander:
             return self._call(node, env)
         raise ValueError(f"cannot expand {type(node).__name__}")
 
-    def _ref(self, node: ast.Ref, env) -> T.Term:
+    def _ref(self, node: ast.Ref, env: Env) -> T.Term:
         head = node.head.text
         decl = self.symbols.lookup(head, self.scope)
         if head in env and decl is None:
-            level = env[head]
-            return T.TTensor(f"{level['granularity']}.{level['name']}.{node.trail[0].text}", node.span)
+            bound = env[head]
+            return T.TTensor(f"{bound['granularity']}.{bound['name']}.{node.trail[0].text}", node.span)
         if head == "label" and decl is None:
             return T.TLabels()
         if head == "index" and decl is None:
             return T.TIndex()
+        assert decl is not None  # the checker resolved every other name
         if decl.kind in ("tap", "excite"):
             return T.TTensor(decl.key, node.span)
         if decl.kind == "branch":
-            output = node.trail[0].text if node.trail else catalog.BRANCH_OUTPUTS.get(decl.node.source.name, ("out",))[0]
+            output = node.trail[0].text if node.trail else \
+                catalog.BRANCH_OUTPUTS.get(cast(ast.Branch, decl.node).source.name, ("out",))[0]
             return T.TTensor(f"{head}.{output}", node.span)
         if decl.kind == "granularity":
             first, attr = node.trail[0], node.trail[-1].text
@@ -254,13 +262,13 @@ class _Expander:
             return T.TTensor(f"{head}.{level}.{attr}", node.span)
         raise ValueError(f"`{head}` is not a tensor")
 
-    def _call(self, node: ast.Call, env) -> T.Term:
+    def _call(self, node: ast.Call, env: Env) -> T.Term:
         name = node.name
         if name in catalog.loss_names():
             self.count += 1
             inputs = tuple(self.expand(a, env) for a in node.args)
             tensors = tuple(i for i in inputs if isinstance(i, (T.TTensor, T.TList)))
-            hyper = {}
+            hyper: dict[str, object] = {}
             for kwarg in node.kwargs:
                 scalar = _static(kwarg.value, self.symbols, env)
                 hyper[kwarg.name.text] = scalar if scalar is not None else evaluate.value(kwarg.value, self.symbols, env)
@@ -270,7 +278,7 @@ class _Expander:
             normalize = node.kwarg("normalize")
             return T.TMix(heads, tuple(self.expand(w, env) for w in node.kwarg("weights").value.items),
                           True if normalize is None else bool(evaluate.value(normalize.value)))
-        items = []
+        items: list[T.Term] = []
         for arg in node.args:
             if isinstance(arg, ast.Comprehension):
                 granularity = arg.iterable.head.text
@@ -282,7 +290,7 @@ class _Expander:
         return T.TReduce(name, tuple(items))
 
 
-def _static(node, symbols, env) -> T.TScalar | None:
+def _static(node: ast.Expr, symbols: Symbols, env: Env) -> T.TScalar | None:
     """A weight: a number or a schedule, with the text the recipe wrote; None for anything else."""
     if isinstance(node, (ast.Str, ast.Bool)):
         return None

@@ -12,7 +12,7 @@ holds what the shape pass inferred (`kdlang.ir.shapes.Shapes`).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Iterable, Union
 
 import attrs
 
@@ -106,7 +106,7 @@ class Granularity:
     tap: Tap
     levels: tuple[Level, ...]  # its own, or those of the granularity it mirrors
     mirrors: str | None
-    written: dict = attrs.field(eq=False)  # (level, key) -> Value, for its own levels as written
+    written: dict[tuple[str, str], Value] = attrs.field(eq=False)  # (level, key) -> Value, own levels as written
     logits_read: bool  # a loss or excitation reads `G.LEVEL.logits`
     decoders: bool  # it builds decoders: its logits are read, or a stage evaluates it
     checkpoint: Checkpoint | None
@@ -145,6 +145,9 @@ class Loss:
     span: Span
 
 
+Computed = Union[Loss, Excite]  # what a stage computes from tensors: a term tree under a key
+
+
 @attrs.frozen
 class Stage:
     name: str
@@ -155,7 +158,7 @@ class Stage:
     optimizer: Call | None
     lr: Call | None  # None: a constant learning rate
     grad_clip: float | None
-    written: dict = attrs.field(eq=False)  # its own keywords as written (`data=` as the data's name)
+    written: dict[str, Value] = attrs.field(eq=False)  # its own keywords as written (`data=` as the data's name)
     trains: tuple[str, ...]  # component names, sorted
     evaluates: tuple[str, ...]  # as written, each once (may include trained ones)
     evaluate_spans: tuple[tuple[str, Span], ...]  # every `evaluate` mention, for diagnostics
@@ -219,7 +222,7 @@ class Program:
         component = self.components[name]
         return {name} if isinstance(component, Model) else {name, component.tap.model.name}
 
-    def order(self, names) -> list[str]:
+    def order(self, names: Iterable[str]) -> list[str]:
         """`names` in data-flow order."""
         wanted = set(names)
         return [n for n in self.flow if n in wanted]

@@ -12,6 +12,8 @@ the models built here, so a check followed by a run builds each model once.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TypeGuard, Union
+
 import attrs
 import torch
 
@@ -20,25 +22,33 @@ from kdlang.ir import nodes as N
 from kdlang.ir import terms as T
 from kdlang.library import branches as branch_lib
 
+if TYPE_CHECKING:  # for annotations only: the pass imports these libraries inside the functions that use them
+    from kdlang.library.datasets.base import DatasetInfo
+    from kdlang.library.models.taps import TapInfo
+
 CHECK_NUM_DATA = 4096  # a memory-bank size for sizing CRD at check time, when the data is not loaded
 KEY = "shapes"
+
+Shape = tuple[int, ...]  # one sample's, without the batch dimension
+TermShape = Union[Shape, list["TermShape"]]  # a loss input's: a tensor's, or a list's (one per item)
 
 
 @attrs.define
 class BuiltModel:
     module: torch.nn.Module
-    input_shape: tuple  # one sample's, without the batch dimension
+    input_shape: Shape  # one sample's, without the batch dimension
     classes: int
 
 
 @attrs.define
 class Shapes:
-    data: dict = attrs.field(factory=dict)  # data name -> DatasetInfo
+    data: dict[str, DatasetInfo] = attrs.field(factory=dict)  # data name -> DatasetInfo
     classes: int = 10  # the default data's class count
-    models: dict = attrs.field(factory=dict)  # model name -> BuiltModel
-    tensors: dict = attrs.field(factory=dict)  # tensor key -> shape without the batch dimension
-    granularity_widths: dict = attrs.field(factory=dict)  # granularity -> its input's flat width
-    loss_shapes: dict = attrs.field(factory=dict)  # loss instance -> (student shape, teacher shape)
+    models: dict[str, BuiltModel] = attrs.field(factory=dict)  # model name -> BuiltModel
+    tensors: dict[str, Shape] = attrs.field(factory=dict)  # tensor key -> shape without the batch dimension
+    granularity_widths: dict[str, int] = attrs.field(factory=dict)  # granularity -> its input's flat width
+    # loss instance -> (student shape, teacher shape)
+    loss_shapes: dict[str, tuple[TermShape, TermShape | None]] = attrs.field(factory=dict)
     init_rng: torch.Tensor | None = None  # the CPU generator right after model initialisation
 
     def stage_classes(self, stage: N.Stage) -> int:
@@ -54,7 +64,8 @@ def of(program: N.Program) -> Shapes:
 
 def infer(program: N.Program, *, build_losses: bool = True) -> list[Diagnostic]:
     """Run the pass; returns its problems. The global RNG is left untouched."""
-    shapes, problems = Shapes(), []
+    shapes = Shapes()
+    problems: list[Diagnostic] = []
     program.meta[KEY] = shapes
     _data(program, shapes, problems)
     with torch.random.fork_rng(devices=[]):
@@ -70,7 +81,7 @@ def infer(program: N.Program, *, build_losses: bool = True) -> list[Diagnostic]:
     return problems
 
 
-def _data(program: N.Program, shapes: Shapes, problems) -> None:
+def _data(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     from kdlang.library import datasets
 
     for data in program.data.values():
@@ -87,12 +98,12 @@ def _data(program: N.Program, shapes: Shapes, problems) -> None:
     shapes.classes = default.num_classes if default is not None else 10
 
 
-def augment_spec(call: N.Call) -> tuple:
+def augment_spec(call: N.Call) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     """One augmentation as `datasets.build` takes it: (name, args, kwargs)."""
     return (call.name, tuple(call.arg_values()), call.values())
 
 
-def _augment(data: N.Data, input_shape, problems) -> None:
+def _augment(data: N.Data, input_shape: Shape, problems: list[Diagnostic]) -> None:
     """The augmentations fit the images (no crop larger than the image, valid arguments): what
     `datasets.build` checks before reading any file, so a run does not stop there."""
     from kdlang.library import datasets
@@ -109,7 +120,7 @@ def _augment(data: N.Data, input_shape, problems) -> None:
                 break
 
 
-def _models(program: N.Program, shapes: Shapes, problems) -> None:
+def _models(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     from kdlang.library import models
 
     fallback = shapes.data.get("data") or next(iter(shapes.data.values()), None)
@@ -135,10 +146,10 @@ def _models(program: N.Program, shapes: Shapes, problems) -> None:
         shapes.models[model.name] = BuiltModel(module, input_shape, classes)
 
 
-def _taps(program: N.Program, shapes: Shapes, problems) -> None:
+def _taps(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     from kdlang.library.models import TapError, list_taps, resolve
 
-    listed: dict = {}
+    listed: dict[str, list[TapInfo] | None] = {}
     for tap in program.taps.values():
         built = shapes.models.get(tap.model.name)
         if built is None:
@@ -166,7 +177,7 @@ def _cli_name(model: N.Model) -> str:
     return model.source if model.source.startswith("tv.") else f"zoo.{model.source}"
 
 
-def _modules(program: N.Program, shapes: Shapes, problems) -> None:
+def _modules(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     for granularity in program.of_kind("granularity"):
         shape = shapes.tensors.get(granularity.tap.name)
         if shape is None:
@@ -193,14 +204,14 @@ def _modules(program: N.Program, shapes: Shapes, problems) -> None:
             shapes.tensors[f"{branch.name}.{key}"] = out_shape
 
 
-def _level_args(granularity: N.Granularity) -> dict:
+def _level_args(granularity: N.Granularity) -> dict[str, dict[str, float | None]]:
     """Levels as the branch library takes them."""
     return {level.name: {"code": level.code, "T": level.T, "hidden": level.hidden} for level in granularity.levels}
 
 
-def _evaluated(program: N.Program, shapes: Shapes, problems) -> None:
+def _evaluated(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     """What a stage evaluates must output class logits for the stage's data, like a trained head."""
-    reported = set()
+    reported: set[tuple[str, int]] = set()
     for stage in program.stages:
         classes = shapes.stage_classes(stage)
         for name, span in stage.evaluate_spans:
@@ -215,7 +226,7 @@ def _evaluated(program: N.Program, shapes: Shapes, problems) -> None:
                                       span, notes=[Note(f"`{name}` is declared here", component.span)], hint=hint))
 
 
-def _no_logits(shapes: Shapes, component: N.Component, classes: int):
+def _no_logits(shapes: Shapes, component: N.Component, classes: int) -> tuple[str, str] | None:
     """(what it outputs instead, hint) when an evaluated component has no class logits [classes]."""
     logits = _fmt((classes,))
     if isinstance(component, N.Model):
@@ -247,14 +258,14 @@ def _no_logits(shapes: Shapes, component: N.Component, classes: int):
             "them `from` a file")
 
 
-def _excites(program: N.Program, shapes: Shapes, problems) -> None:
+def _excites(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     for excite in program.excites.values():  # declaration order: one may read an earlier one
         shape = _excite_shape(shapes, excite, problems)
         if shape is not None:
             shapes.tensors[excite.key] = shape
 
 
-def _excite_shape(shapes: Shapes, excite: N.Excite, problems):
+def _excite_shape(shapes: Shapes, excite: N.Excite, problems: list[Diagnostic]) -> Shape | None:
     heads = [t for t in T.walk(excite.term) if isinstance(t, T.TTensor)]
     found = [(h, shapes.tensors.get(h.key)) for h in heads]
     if not found or any(s is None for _, s in found):
@@ -262,6 +273,7 @@ def _excite_shape(shapes: Shapes, excite: N.Excite, problems):
     first, first_shape = found[0]
     for head, shape in found[1:]:
         if shape != first_shape:
+            assert shape is not None and first_shape is not None  # every head has a shape (checked above)
             problems.append(error(f"excitation `{excite.name}` mixes `{head.key}` {_fmt(shape)} with "
                                   f"`{first.key}` {_fmt(first_shape)}", head.span,
                                   notes=[Note(f"`{first.key}` is used here", first.span)],
@@ -270,14 +282,14 @@ def _excite_shape(shapes: Shapes, excite: N.Excite, problems):
     return first_shape
 
 
-def _losses(program: N.Program, shapes: Shapes, problems) -> None:
+def _losses(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
     """Build each loss instance with its input shapes: sizes adapters and catches mismatches."""
     from kdlang.library import losses
 
     for loss in program.losses.values():
         for call in T.loss_calls(loss.term):
             found = [_term_shape(shapes, t) for t in call.inputs]
-            if any(s is None for s in found):
+            if not _known(found):
                 continue
             s_shape, t_shape = found[0], (found[1] if len(found) > 1 else None)
             shapes.loss_shapes[call.instance] = (s_shape, t_shape)
@@ -290,19 +302,24 @@ def _losses(program: N.Program, shapes: Shapes, problems) -> None:
                 problems.append(error(f"`{call.fn}`: {_message(exc)}", call.span))
 
 
-def term_shape(shapes: Shapes, term):
+def term_shape(shapes: Shapes, term: T.TTensor | T.TList) -> TermShape | None:
     """The shape of a loss input: a tensor's, or a list of them."""
     return _term_shape(shapes, term)
 
 
-def _term_shape(shapes: Shapes, term):
+def _term_shape(shapes: Shapes, term: T.TTensor | T.TList) -> TermShape | None:
     if isinstance(term, T.TList):
         found = [_term_shape(shapes, t) for t in term.items]
-        return None if any(s is None for s in found) else found
+        return found if _known(found) else None
     return shapes.tensors.get(term.key)
 
 
-def _shape_problem(call: T.TLoss, found, exc):
+def _known(found: list[TermShape | None]) -> TypeGuard[list[TermShape]]:
+    """Every shape was inferred (none is None)."""
+    return not any(s is None for s in found)
+
+
+def _shape_problem(call: T.TLoss, found: list[TermShape], exc: Exception) -> Diagnostic:
     student, teacher = call.inputs[0], call.inputs[1] if len(call.inputs) > 1 else None
     ends = f"student `{_label(student)}` {_fmt(found[0])}"
     if teacher is not None:
@@ -318,18 +335,18 @@ def _adapter_hint(fn: str) -> str:
     return "tap tensors whose shapes the method can align, or add a branch (e.g. `linear(out=N)`) as an adapter"
 
 
-def _label(term) -> str:
+def _label(term: T.TTensor | T.TList) -> str:
     if isinstance(term, T.TList):
         return ", ".join(_label(t) for t in term.items)
     return term.key
 
 
-def _fmt(shape) -> str:
+def _fmt(shape: TermShape) -> str:
     if isinstance(shape, list):
         return ", ".join(_fmt(s) for s in shape)
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
 
-def _message(exc) -> str:
+def _message(exc: BaseException) -> str:
     text = str(exc)
     return text[1:-1] if text.startswith(("'", '"')) and text.endswith(("'", '"')) else text

@@ -51,8 +51,8 @@ class TIndex:
 class TLoss:
     instance: str  # unique module name, e.g. `distill.codes#1`
     fn: str  # library loss name
-    inputs: tuple  # tensor terms (TTensor or TList): student first, teacher second
-    hyper: dict = attrs.field(eq=False)  # name -> TScalar (scheduled) or a plain value
+    inputs: tuple[Union[TTensor, TList], ...]  # student first, teacher second
+    hyper: dict[str, object] = attrs.field(eq=False)  # name -> TScalar (scheduled) or a plain value
     span: Span = attrs.field(eq=False, repr=False)
 
 
@@ -79,7 +79,7 @@ class TMix:
 Term = Union[TTensor, TList, TScalar, TLabels, TIndex, TLoss, TBin, TReduce, TMix]
 
 
-def children(term) -> tuple:
+def children(term: Term) -> tuple[Term, ...]:
     if isinstance(term, TBin):
         return (term.left, term.right)
     if isinstance(term, (TReduce, TList)):
@@ -91,7 +91,7 @@ def children(term) -> tuple:
     return ()
 
 
-def walk(term) -> Iterator:
+def walk(term: Term) -> Iterator[Term]:
     """Every term in a tree, depth first, parents before children."""
     todo = [term]
     while todo:
@@ -100,9 +100,9 @@ def walk(term) -> Iterator:
         todo.extend(reversed(children(current)))
 
 
-def loss_calls(term) -> list[TLoss]:
+def loss_calls(term: Term) -> list[TLoss]:
     return [t for t in walk(term) if isinstance(t, TLoss)]
 
 
-def tensor_keys(term) -> list[str]:
+def tensor_keys(term: Term) -> list[str]:
     return list(dict.fromkeys(t.key for t in walk(term) if isinstance(t, TTensor)))

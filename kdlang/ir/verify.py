@@ -6,6 +6,8 @@ Tests run it after every pass; `kdlang compile --debug` does too.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from kdlang.ir import nodes as N
 from kdlang.ir import shapes as S
 from kdlang.ir import terms as T
@@ -24,11 +26,11 @@ def verify(program: N.Program) -> None:
         raise IRError("the IR is malformed:\n  " + "\n  ".join(problems))
 
 
-def _structure(program: N.Program):
+def _structure(program: N.Program) -> Iterator[str]:
     components = program.components
     if sorted(program.flow) != sorted(components):
         yield "the data-flow order does not list each component once"
-    seen = []
+    seen: list[str] = []
     for name in program.flow:
         component = components.get(name)
         if component is None:
@@ -69,7 +71,7 @@ def _structure(program: N.Program):
         yield "two loss calls share an instance name"
 
 
-def _shapes(program: N.Program):
+def _shapes(program: N.Program) -> Iterator[str]:
     shapes = S.of(program)
     for stage in program.stages:
         for key in _stage_tensors(stage):
@@ -82,12 +84,13 @@ def _shapes(program: N.Program):
 
 def _stage_tensors(stage: N.Stage) -> list[str]:
     keys: list[str] = []
-    for item in (*stage.losses, *stage.excites):
+    computed: tuple[N.Computed, ...] = (*stage.losses, *stage.excites)
+    for item in computed:
         keys += T.tensor_keys(item.term)
     return list(dict.fromkeys(keys))
 
 
-def _producer(program: N.Program, key: str):
+def _producer(program: N.Program, key: str) -> str | None:
     """The declaration that produces tensor `key` (a tap, excitation, level or branch output)."""
     if key in program.taps or key in program.excites:
         return key

@@ -11,12 +11,12 @@ from kdlang.ir import terms as T
 from kdlang.lower.stage_plan import StagePlan, plan_stage
 
 
-def _shape(shapes: S.Shapes, key) -> str:
+def _shape(shapes: S.Shapes, key: str) -> str:
     shape = shapes.tensors.get(key)
     return "[" + ", ".join(map(str, shape)) + "]" if shape else "[?]"
 
 
-def term_text(term) -> str:
+def term_text(term: T.Term) -> str:
     if isinstance(term, T.TTensor):
         return f"%{term.key}"
     if isinstance(term, T.TList):
@@ -40,7 +40,7 @@ def term_text(term) -> str:
     return "?"
 
 
-def _hyper_text(value) -> str:
+def _hyper_text(value: object) -> str:
     return term_text(value) if isinstance(value, T.TScalar) else repr(value)
 
 
@@ -59,6 +59,7 @@ def _stage_lines(plan: StagePlan, shapes: S.Shapes) -> list[str]:
     if stage.evaluation_only:
         header = f"evaluation, evaluates: {', '.join(evaluated)}"
     else:
+        assert stage.epochs is not None  # a training stage has an epoch count (kdlang.ir.verify checks it)
         header = f"epochs={stage.epochs.value}, trains: {', '.join(sorted(plan.trained))}"
         header += f", evaluates: {', '.join(evaluated)}" if evaluated else ""
     lines = [f"stage {stage.name} ({header})"]

@@ -6,6 +6,8 @@ neither looks anything up in the program while a batch runs.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import attrs
 
 from kdlang.ir import nodes as N
@@ -19,17 +21,17 @@ OUTPUT = "output"
 class StagePlan:
     stage: N.Stage
     order: tuple[str, ...]  # the components it runs, in data-flow order
-    kinds: dict = attrs.field(eq=False)  # component -> model | granularity | branch
-    trained: frozenset
-    frozen_side: frozenset  # components that read nothing trained: run under inference mode
-    taps_by_model: dict = attrs.field(eq=False)  # model -> {tensor key: layer path}
-    inputs: dict = attrs.field(eq=False)  # granularity/branch -> the tap key it reads
-    produces: dict = attrs.field(eq=False)  # component -> frozenset of the tensor keys it outputs
-    reads: dict = attrs.field(eq=False)  # tensor key -> the keys it is computed from
+    kinds: dict[str, str] = attrs.field(eq=False)  # component -> model | granularity | branch
+    trained: frozenset[str]
+    frozen_side: frozenset[str]  # components that read nothing trained: run under inference mode
+    taps_by_model: dict[str, dict[str, str]] = attrs.field(eq=False)  # model -> {tensor key: layer path}
+    inputs: dict[str, str] = attrs.field(eq=False)  # granularity/branch -> the tap key it reads
+    produces: dict[str, frozenset[str]] = attrs.field(eq=False)  # component -> the tensor keys it outputs
+    reads: dict[str, tuple[str, ...]] = attrs.field(eq=False)  # tensor key -> the keys it is computed from
     heads: tuple[tuple[str, str], ...]  # (head, tensor key) of every evaluated classifier
     trained_heads: tuple[tuple[str, str], ...]  # those the stage trains (`select best` reads them)
-    owners: dict = attrs.field(eq=False)  # component -> the components it reads (itself included)
-    shapes: dict = attrs.field(eq=False)  # tensor key -> shape, for what the stage reads
+    owners: dict[str, frozenset[str]] = attrs.field(eq=False)  # component -> the components it reads (itself too)
+    shapes: dict[str, S.Shape] = attrs.field(eq=False)  # tensor key -> shape, for what the stage reads
 
     @property
     def losses(self) -> tuple[N.Loss, ...]:
@@ -39,9 +41,10 @@ class StagePlan:
     def excites(self) -> tuple[N.Excite, ...]:
         return self.stage.excites
 
-    def required(self, keys) -> set:
+    def required(self, keys: Iterable[str]) -> set[str]:
         """`keys` plus everything they are computed from."""
-        out, todo = set(), list(keys)
+        out: set[str] = set()
+        todo = list(keys)
         while todo:
             key = todo.pop()
             if key not in out:
@@ -49,15 +52,16 @@ class StagePlan:
                 todo.extend(self.reads.get(key, ()))
         return out
 
-    def feeding(self, keys) -> list[str]:
+    def feeding(self, keys: Iterable[str]) -> list[str]:
         """The components that feed `keys`, in run order."""
         wanted = self.required(keys)
         return [name for name in self.order if self.produces[name] & wanted]
 
-    def consumed_keys(self) -> set:
+    def consumed_keys(self) -> set[str]:
         """Every tensor the stage's losses and excitations read, with what they are computed from."""
-        keys: list = []
-        for item in (*self.stage.losses, *self.stage.excites):
+        keys: list[str] = []
+        computed: tuple[N.Computed, ...] = (*self.stage.losses, *self.stage.excites)
+        for item in computed:
             keys += T.tensor_keys(item.term)
         return self.required(keys)
 
@@ -68,8 +72,9 @@ def plan_stage(program: N.Program, stage: N.Stage) -> StagePlan:
     produces = {name: frozenset(_produces(program, shapes, name)) for name in program.components}
     trained = frozenset(stage.trains)
     heads = _heads(program, shapes, stage, evaluated=True)
-    needed: list = [key for _, key in heads]
-    for item in (*stage.losses, *stage.excites):
+    needed: list[str] = [key for _, key in heads]
+    computed: tuple[N.Computed, ...] = (*stage.losses, *stage.excites)
+    for item in computed:
         needed += T.tensor_keys(item.term)
     wanted = _closure(reads, needed)
     order = tuple(n for n in program.flow if produces[n] & wanted)
@@ -78,13 +83,19 @@ def plan_stage(program: N.Program, stage: N.Stage) -> StagePlan:
         stage=stage, order=order, kinds={n: program.kind(n) for n in order}, trained=trained,
         frozen_side=frozenset(n for n in order if not (owners[n] & trained)),
         taps_by_model=_taps_for(program, wanted),
-        inputs={n: program.components[n].tap.name for n in order if program.kind(n) != "model"},
+        inputs={n: _tap(program.components[n]).name for n in order if program.kind(n) != "model"},
         produces={n: produces[n] for n in order}, reads=reads, heads=heads,
         trained_heads=_heads(program, shapes, stage, evaluated=False), owners=owners,
         shapes={k: v for k, v in shapes.tensors.items() if k in wanted})
 
 
-def _reads(program: N.Program, shapes: S.Shapes) -> dict:
+def _tap(component: N.Component) -> N.Tap:
+    """The tap a granularity or branch reads (a model reads none)."""
+    assert not isinstance(component, N.Model), f"model {component.name!r} reads no tap"
+    return component.tap
+
+
+def _reads(program: N.Program, shapes: S.Shapes) -> dict[str, tuple[str, ...]]:
     """Tensor key -> the keys it is computed from: an excitation's inputs, a component output's tap."""
     reads = {key: tuple(T.tensor_keys(excite.term)) for key, excite in program.excites.items()}
     for key in shapes.tensors:
@@ -95,8 +106,9 @@ def _reads(program: N.Program, shapes: S.Shapes) -> dict:
     return reads
 
 
-def _closure(reads: dict, keys) -> set:
-    out, todo = set(), list(keys)
+def _closure(reads: dict[str, tuple[str, ...]], keys: Iterable[str]) -> set[str]:
+    out: set[str] = set()
+    todo = list(keys)
     while todo:
         key = todo.pop()
         if key not in out:
@@ -105,14 +117,14 @@ def _closure(reads: dict, keys) -> set:
     return out
 
 
-def _produces(program: N.Program, shapes: S.Shapes, name: str) -> set:
+def _produces(program: N.Program, shapes: S.Shapes, name: str) -> set[str]:
     if program.kind(name) == "model":
         return {tap.name for tap in program.taps.values() if tap.model.name == name} | {f"{name}:{OUTPUT}"}
     return {key for key in shapes.tensors if key.startswith(name + ".")}
 
 
-def _taps_for(program: N.Program, wanted: set) -> dict:
-    out: dict = {}
+def _taps_for(program: N.Program, wanted: set[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
     for tap in program.taps.values():
         if tap.name in wanted:
             out.setdefault(tap.model.name, {})[tap.name] = tap.layer
@@ -122,14 +134,14 @@ def _taps_for(program: N.Program, wanted: set) -> dict:
     return out
 
 
-def _heads(program: N.Program, shapes: S.Shapes, stage: N.Stage, evaluated: bool) -> tuple:
+def _heads(program: N.Program, shapes: S.Shapes, stage: N.Stage, evaluated: bool) -> tuple[tuple[str, str], ...]:
     """(head name, tensor key) of every classifier a stage evaluates for accuracy: those it trains
     (in data-flow order; the first one decides `select best`), then, when `evaluated`, those its
     `evaluate` items name (in the order written)."""
     classes = shapes.stage_classes(stage)
     trained = program.order(stage.trains)
     names = trained + ([c for c in stage.evaluates if c not in trained] if evaluated else [])
-    heads = []
+    heads: list[tuple[str, str]] = []
     for name in names:
         component = program.components[name]
         if isinstance(component, N.Model):
