@@ -11,7 +11,7 @@ every layer after it.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import networkx as nx
 
@@ -23,7 +23,7 @@ from kdlang.graph.render import to_dot
 from kdlang.graph.symbols import Symbols
 from kdlang.ir import nodes as N
 from kdlang.ir import terms as T
-from kdlang.library import catalog
+from kdlang.library import branches, catalog
 from kdlang.library.datasets import DEFAULT_BATCH
 from kdlang.library.schedules import Schedule
 from kdlang.source import Span
@@ -85,7 +85,7 @@ class _Builder:
             data=self.data, components={k: self.components[k] for k in declared_components},
             flow=tuple(k for k in flow if k in self.components), taps=self.taps, excites=excites, losses=losses,
             stages=tuple(self._stage(name, excites, losses) for name in self.graph.stages), report=self._report(),
-            runtime=runtime, seed=int(seed), default_data=default, dot=to_dot(self.graph))
+            runtime=runtime, seed=int(seed), dot=to_dot(self.graph))
 
     # ---- values -------------------------------------------------------------------------
     def _value(self, node: ast.Expr, span: Span | None = None) -> N.Value:
@@ -148,7 +148,7 @@ class _Builder:
 
     def _branch(self, node: ast.Branch) -> N.Branch:
         return N.Branch(node.name.text, self.taps[node.tap.text], self._call(node.source),
-                        catalog.BRANCH_OUTPUTS.get(node.source.name, ("out",)),
+                        branches.outputs(node.source.name),
                         self._checkpoint(node.checkpoint), node.name.span)
 
     def _stage(self, name: str, excites: dict[str, N.Excite], losses: dict[str, N.Loss]) -> N.Stage:
@@ -207,32 +207,43 @@ def digest(program: N.Program) -> str:
 
 
 # ---- loss and excitation expressions --------------------------------------------------------
-class _Expander:
+class _Expander(ast.Visitor):
     """Expands one declaration's expression into a term tree; loss instances are numbered within
-    the declaration (`distill.codes#1`), which names their modules and checkpoint entries."""
+    the declaration (`distill.codes#1`), which names their modules and checkpoint entries. `env`
+    binds a comprehension's loop variable while its body is expanded."""
 
     def __init__(self, symbols: Symbols, owner: str):
         self.symbols = symbols
         self.owner = owner
         self.scope = owner.split(".")[0] if "." in owner else None
         self.count = 0
+        self.env: Env = {}
 
     def expand(self, node: ast.Expr, env: Env | None = None) -> T.Term:
-        env = env or {}
-        static = _static(node, self.symbols, env)
-        if static is not None:
-            return static
-        if isinstance(node, ast.BinOp):
-            return T.TBin(node.op, self.expand(node.left, env), self.expand(node.right, env))
-        if isinstance(node, ast.Neg):
-            return T.TBin("*", T.TScalar(-1.0, "-1"), self.expand(node.operand, env))
-        if isinstance(node, ast.ListExpr):
-            return T.TList(tuple(self.expand(item, env) for item in node.items))
-        if isinstance(node, ast.Ref):
-            return self._ref(node, env)
-        if isinstance(node, ast.Call):
-            return self._call(node, env)
+        outer, self.env = self.env, (self.env if env is None else env)
+        try:
+            static = _static(node, self.symbols, self.env)
+            return static if static is not None else self.visit(node)
+        finally:
+            self.env = outer
+
+    def generic_visit(self, node: object) -> NoReturn:
         raise ValueError(f"cannot expand {type(node).__name__}")
+
+    def visit_BinOp(self, node: ast.BinOp) -> T.Term:
+        return T.TBin(node.op, self.expand(node.left), self.expand(node.right))
+
+    def visit_Neg(self, node: ast.Neg) -> T.Term:
+        return T.TBin("*", T.TScalar(-1.0, "-1"), self.expand(node.operand))
+
+    def visit_ListExpr(self, node: ast.ListExpr) -> T.Term:
+        return T.TList(tuple(self.expand(item) for item in node.items))
+
+    def visit_Ref(self, node: ast.Ref) -> T.Term:
+        return self._ref(node, self.env)
+
+    def visit_Call(self, node: ast.Call) -> T.Term:
+        return self._call(node, self.env)
 
     def _ref(self, node: ast.Ref, env: Env) -> T.Term:
         head = node.head.text
@@ -249,7 +260,7 @@ class _Expander:
             return T.TTensor(decl.key, node.span)
         if decl.kind == "branch":
             output = node.trail[0].text if node.trail else \
-                catalog.BRANCH_OUTPUTS.get(cast(ast.Branch, decl.node).source.name, ("out",))[0]
+                branches.outputs(cast(ast.Branch, decl.node).source.name)[0]
             return T.TTensor(f"{head}.{output}", node.span)
         if decl.kind == "granularity":
             first, attr = node.trail[0], node.trail[-1].text

@@ -201,7 +201,6 @@ class Program:
     report: Report
     runtime: dict[str, Value]  # `runtime(...)` as written (later statements win)
     seed: int
-    default_data: Data | None
     dot: str  # the recipe's diagram (DOT text), drawn by the front end from the checked graph
     meta: dict[str, Any] = attrs.field(factory=dict)  # facts passes add (see kdlang.ir.shapes)
 
