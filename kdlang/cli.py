@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_RECIPE, EXIT_USAGE = 0, 1, 2
+ENV_PLUGINS = "KDLANG_PLUGINS"  # kdlang.plugins.ENV, named here so `--help` imports nothing
 
 
 class UsageError(Exception):
@@ -81,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     comp.add_argument("--nproc", type=int, default=None, metavar="N",
                       help="with --run: train data-parallel in N local processes (gloo on CPU, nccl on GPU)")
-    comp.add_argument("--plugin", action="append", default=[], help="import a plugin module that registers models/losses")
+    for reader in (check, render, taps, comp):  # every command that reads recipes or names models
+        reader.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                            help=f"enable a plugin (a module that calls kdlang.register); also {ENV_PLUGINS}")
     return parser
 
 
@@ -92,6 +95,8 @@ def main(argv=None) -> int:
     if getattr(args, "debug", False):
         os.environ["KDLANG_VERIFY_IR"] = "1"  # read by kdlang.ir.passes (and by `--nproc` workers)
     try:
+        if hasattr(args, "plugin"):
+            _enable_plugins(args.plugin)
         handler = globals()[f"_cmd_{args.command}"]
         return handler(args)
     except _user_errors() as exc:
@@ -100,6 +105,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("kdlang: interrupted", file=sys.stderr)
         return 130
+
+
+def _enable_plugins(modules) -> None:
+    from kdlang import plugins
+
+    try:
+        plugins.enable(modules)
+    except plugins.PluginLoadError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _user_errors() -> tuple:
@@ -252,6 +266,8 @@ def _cmd_taps(args) -> int:
     if args.list or not args.model:
         for name in models.names():
             print(f"zoo.{name}")
+        for name in models.plugin_names():
+            print(f"{name}  ({models.info(name).family})")
         print("tv.NAME for any torchvision classification model (e.g. tv.resnet18)")
         return EXIT_OK
     from kdlang.commands.taps import print_taps

@@ -52,8 +52,6 @@ def _load(args, usage_error):
     """The checked and built recipe, or None once its diagnostics are printed."""
     from kdlang.api import load
 
-    for plugin in args.plugin:
-        _import_plugin(plugin, usage_error)
     try:
         return load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
     except RecipeError as exc:
@@ -62,15 +60,6 @@ def _load(args, usage_error):
         return None
     except ValueError as exc:  # a malformed --set
         raise usage_error(str(exc)) from None
-
-
-def _import_plugin(name: str, usage_error) -> None:
-    import importlib
-
-    try:
-        importlib.import_module(name)
-    except ImportError as exc:
-        raise usage_error(f"cannot import plugin {name!r}: {exc}") from None
 
 
 def run_launched(args, worker_argv: list[str], usage_error) -> int:

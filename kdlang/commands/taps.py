@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 def print_taps(model: str, input_shape: str | None, classes: int | None, usage_error) -> int:
-    from kdlang.library import models
+    from kdlang.library import extensions, models
 
     prefix, _, name = model.partition(".")
-    if prefix not in ("zoo", "tv") or not name:
-        raise usage_error(f"name a model as zoo.NAME or tv.NAME, not {model!r} (see `kdlang taps --list`)")
+    if prefix not in ("zoo", "tv", *extensions.NAMESPACES) or not name:
+        hint = f"; {extensions.enable_hint(prefix)}" if name and prefix not in ("zoo", "tv") else ""
+        raise usage_error(f"name a model as zoo.NAME, tv.NAME or PLUGIN.NAME, not {model!r}{hint} "
+                          "(see `kdlang taps --list`)")
     source = name if prefix == "zoo" else model
     try:
         info = models.info(source)

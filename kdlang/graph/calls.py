@@ -13,7 +13,7 @@ import attrs
 
 from kdlang.diagnostics import error
 from kdlang.graph import evaluate
-from kdlang.library import catalog
+from kdlang.library import catalog, extensions
 from kdlang.library.optimizers import LR_SCHEDULES, OPTIMIZERS
 from kdlang.library.schedules import Schedule
 from kdlang.library.signatures import (
@@ -76,8 +76,9 @@ def check_data(call: ast.Call, problems) -> None:
 
     name = call.name
     if name not in datasets.names():
-        problems.append(error(f"unknown data set `{name}`", call.func.span,
-                              hint=did_you_mean(name, datasets.names(), "data sets")))
+        namespace = unknown_namespace(name)
+        hint = extensions.enable_hint(namespace) if namespace else did_you_mean(name, datasets.names(), "data sets")
+        problems.append(error(f"unknown data set `{name}`", call.func.span, hint=hint))
         return
     accepted = {**datasets.info(name).kwargs, **DATA_LOADER_KWARGS}
     check_kwargs(call.kwargs, Signature(name, (), accepted), f"data set `{name}`", call.func.span, problems)
@@ -135,7 +136,10 @@ def check_model(call: ast.Call, problems) -> None:
     from kdlang.library import models
 
     parts = call.name.split(".")
-    if len(parts) != 2 or parts[0] not in catalog.MODEL_PREFIXES:
+    if len(parts) == 2 and parts[0] not in catalog.MODEL_PREFIXES:
+        _check_plugin_model(call, parts[0], parts[1], problems)
+        return
+    if len(parts) != 2:
         problems.append(error(f"a model comes from the zoo or torchvision: `zoo.NAME(...)` or `tv.NAME(...)`, "
                               f"not `{call.name}`", call.func.span,
                               hint=_model_hint(parts[-1])))
@@ -152,6 +156,33 @@ def check_model(call: ast.Call, problems) -> None:
     _check_positional(call, Signature(call.name), f"model `{call.name}`", problems)
 
 
+def _check_plugin_model(call: ast.Call, namespace: str, name: str, problems) -> None:
+    """`acme.segnet(...)`: a model a plugin registered, checked like a zoo model."""
+    from kdlang.library import models
+
+    if namespace not in extensions.NAMESPACES:
+        problems.append(error(f"unknown model namespace `{namespace}` in `{call.name}`", call.func.head.span,
+                              hint=extensions.enable_hint(namespace)))
+        return
+    known = [n.split(".", 1)[1] for n in models.plugin_names() if n.startswith(namespace + ".")]
+    if name not in known:
+        problems.append(error(f"plugin namespace `{namespace}` has no model `{name}`", call.func.trail[0].span,
+                              hint=did_you_mean(name, known, "models")))
+        return
+    accepted = dict(catalog.MODEL_KWARGS)
+    accepted.update({k: v for k, v in catalog.model_kwargs(call.name).items() if k != "num_classes"})
+    check_kwargs(call.kwargs, Signature(call.name, (), accepted), f"model `{call.name}`", call.func.span, problems)
+    _check_positional(call, Signature(call.name), f"model `{call.name}`", problems)
+
+
+def unknown_namespace(name: str) -> str | None:
+    """The namespace of a dotted library name no enabled plugin provides, else None."""
+    namespace, dot, _ = name.partition(".")
+    if not dot or namespace in catalog.MODEL_PREFIXES or namespace in extensions.NAMESPACES:
+        return None
+    return namespace
+
+
 def _model_hint(name: str) -> str:
     from kdlang.library import models
 
@@ -160,7 +191,15 @@ def _model_hint(name: str) -> str:
 
 
 def check_branch(call: ast.Call, problems) -> None:
-    signature = _lookup(call.name, catalog.BRANCHES, "branch kind", call.func.span, problems)
+    from kdlang.library import branches
+
+    namespace = unknown_namespace(call.name)
+    if namespace is not None:
+        problems.append(error(f"unknown branch kind `{call.name}`", call.func.span,
+                              hint=extensions.enable_hint(namespace)))
+        return
+    kinds = {name: kind.signature for name, kind in branches.kinds().items()}  # plugins' included
+    signature = _lookup(call.name, kinds, "branch kind", call.func.span, problems)
     if signature:
         check_kwargs(call.kwargs, signature, f"branch `{call.name}`", call.func.span, problems)
         _check_positional(call, signature, f"branch `{call.name}`", problems)

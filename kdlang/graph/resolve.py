@@ -15,7 +15,7 @@ from kdlang.graph import calls, evaluate
 from kdlang.graph import types as T
 from kdlang.graph.symbols import BUILTINS, Decl, Symbols, a_kind, kinds
 from kdlang.graph.types import ERR, Ty, merge
-from kdlang.library import catalog
+from kdlang.library import catalog, extensions
 from kdlang.library.optimizers import LR_SCHEDULES, OPTIMIZERS
 from kdlang.library.signatures import (
     COMBINATORS,
@@ -537,8 +537,10 @@ class Resolver(ast.Visitor):
         known = [*catalog.loss_names(), *catalog.schedule_functions(), *COMBINATORS, *REDUCERS]
         current = self.symbols.decls.get(self._current) if self._current else None
         what = "loss function" if current is not None and current.kind == "loss" else "function"
+        namespace = calls.unknown_namespace(name)
         self._error(f"unknown {what} `{name}`", node.func.span,
-                    hint=did_you_mean(name, known, "functions usable here"))
+                    hint=extensions.enable_hint(namespace) if namespace else
+                    did_you_mean(name, known, "functions usable here"))
         self._resolve_arguments(node)
         return ERR
 

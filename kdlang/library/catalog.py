@@ -12,7 +12,7 @@ import functools
 from kdlang.library import branches
 from kdlang.library.signatures import DATA_LOADER_KWARGS  # noqa: F401  (the docs read it here)
 
-MODEL_PREFIXES = ("zoo", "tv")
+MODEL_PREFIXES = ("zoo", "tv")  # kdlang's own model namespaces; plugins add theirs
 MODEL_KWARGS = {"classes": None, "in_channels": None}  # filled from the data declaration when absent
 
 # Branch kinds as the checker and the docs see them (the entries are `branches.KINDS`).
@@ -20,8 +20,8 @@ BRANCHES = {name: kind.signature for name, kind in branches.KINDS.items()}
 BRANCH_OUTPUTS = {name: kind.outputs for name, kind in branches.KINDS.items()}
 
 
-@functools.cache
 def loss_names() -> tuple[str, ...]:
+    """Every loss a recipe may call, plugins' included (not cached: plugins register later)."""
     from kdlang.library import losses
 
     return tuple(losses.names())

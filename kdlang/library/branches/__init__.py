@@ -12,6 +12,7 @@ from typing import Callable
 
 import attrs
 
+from kdlang.library import extensions
 from kdlang.library.spec import Signature
 
 
@@ -78,20 +79,26 @@ KINDS = {
 }
 
 
+def kinds() -> dict:
+    """Every branch kind a recipe may name: kdlang's, then those plugins registered."""
+    return {**KINDS, **extensions.BRANCHES}
+
+
 def outputs(kind: str) -> tuple[str, ...]:
     """The kind's output names, the first being what a bare reference reads; an unknown kind (already
     reported by the checker) reads as one `out`."""
-    return KINDS[kind].outputs if kind in KINDS else ("out",)
+    found = kinds().get(kind)
+    return found.outputs if found is not None else ("out",)
 
 
 def output_shapes(kind: str, args: dict, in_shape: tuple, classes: int) -> dict:
     """Output name -> shape (no batch dim) of a branch, without building it (KeyError if unknown)."""
-    return KINDS[kind].shapes(args, in_shape, classes)
+    return kinds()[kind].shapes(args, in_shape, classes)
 
 
 def build_branch(kind: str, args: dict, in_shape: tuple, classes: int):
     """The branch's module (KeyError if the kind is unknown)."""
-    return KINDS[kind].build(args, in_shape, classes)
+    return kinds()[kind].build(args, in_shape, classes)
 
 
 def granularity_shapes(levels: dict, classes: int) -> dict:

@@ -93,3 +93,4 @@ class ParaphraserBranch(nn.Module):
     def forward(self, x):
         factor, recon = self.net(x)
         return {"factor": factor, "recon": recon}
+

@@ -16,10 +16,13 @@ problem is a `DataError` whose hint says how to fix it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 from kdlang.library.signatures import DATA_LOADER_KWARGS, DEFAULT_BATCH  # the loaders' defaults
+
+from kdlang.library import extensions
 
 from . import cifar, fashion_mnist, stl10, synthetic as _synthetic, tiny_imagenet
 from .base import DataBundle, DatasetInfo, RawData, default_root
@@ -109,18 +112,31 @@ def train_size(name: str, size: int | None = None) -> int:
     """The number of training images of `name`; `size` is synthetic's keyword of that name."""
     if name == "synthetic":
         return size if size is not None else _synthetic.INFO.kwargs["size"]
+    plugin = extensions.DATASETS.get(name)
+    if plugin is not None:
+        return plugin.train_size if plugin.train_size is not None else sys.maxsize  # unknown: not limiting
     return TRAIN_SIZES[name]
 
 
 def names() -> list[str]:
-    """Registered data set names, sorted."""
-    return sorted(_REGISTRY)
+    """Registered data set names, sorted; plugins' (`acme.blobs`) included."""
+    return sorted([*_REGISTRY, *extensions.DATASETS])
 
 
 def _entry(name: str) -> _Entry:
+    plugin = extensions.DATASETS.get(name)
+    if plugin is not None:
+        return _plugin_entry(plugin)
     if name not in _REGISTRY:
         raise ValueError(f"unknown data set {name!r}; accepted: {', '.join(names())}")
     return _REGISTRY[name]
+
+
+def _plugin_entry(plugin: extensions.DatasetEntry) -> _Entry:
+    """A plugin's data set as a registry entry: its loader is called like a built-in's."""
+    facts = DatasetInfo(plugin.name, plugin.input_shape, plugin.classes, plugin.mean, plugin.std,
+                        dict(plugin.kwargs), plugin.doc or f"a data set of plugin {plugin.provider}")
+    return _Entry(facts, plugin.load)
 
 
 def _specific(entry: _Entry, kwargs: dict[str, Any]) -> dict[str, Any]:

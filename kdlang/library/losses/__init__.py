@@ -20,6 +20,8 @@ from types import ModuleType
 import attrs
 from torch import nn
 
+from kdlang.library import extensions
+
 from . import ab, at, cc, ce, code_kl, crd, dkd, fitnet, fsp, ft, kd, l1, mse, nst, pkt, rkd, sp, vid
 from .base import LossInfo, ShapeError, UnknownLossError
 from .ft import Paraphraser
@@ -33,11 +35,22 @@ _REGISTRY: dict[str, ModuleType] = {m.INFO.name: m for m in _MODULES}
 
 
 def names() -> list[str]:
-    """Sorted names of all registered losses."""
-    return sorted(_REGISTRY)
+    """Sorted names of all registered losses, plugins' (`acme.focal`) included."""
+    return sorted([*_REGISTRY, *extensions.LOSSES])
 
 
-def _module(name: str) -> ModuleType:
+class _PluginLoss:
+    """A plugin's loss as the registry sees a built-in's module: an INFO record and `make`."""
+
+    def __init__(self, entry: extensions.LossEntry):
+        self.INFO = LossInfo(entry.name, entry.doc, f"plugin {entry.provider}", "", dict(entry.hyper),
+                             needs=entry.needs, unary=entry.unary)
+        self.make = entry.make
+
+
+def _module(name: str):
+    if isinstance(name, str) and name in extensions.LOSSES:
+        return _PluginLoss(extensions.LOSSES[name])
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

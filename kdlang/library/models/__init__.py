@@ -7,7 +7,7 @@ Zoo models share one layout: stages ``layer1``..``layer3``/``layer4``
 classifier ``fc`` as the last child; ``forward`` returns logits only.
 """
 
-from .registry import ModelInfo, UnknownModelError, build, info, names
+from .registry import ModelInfo, UnknownModelError, build, info, names, plugin_names
 from .taps import TapError, TapInfo, TapRecorder, format_taps, list_taps, resolve
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "info",
     "list_taps",
     "names",
+    "plugin_names",
     "resolve",
 ]

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from kdlang.library import extensions
+
 from .mobilenetv2 import MobileNetV2
 from .resnet import X4_WIDTHS, CifarResNet
 from .resnet_imagenet import ResNetCifarStem
@@ -137,8 +139,17 @@ def _options(entry: _Entry) -> dict[str, Any]:
     return {k: params[k].default for k in entry.options}
 
 
+def plugin_names() -> list[str]:
+    """Models plugins registered (`acme.segnet_small`), sorted."""
+    return sorted(extensions.MODELS)
+
+
 def info(name: str) -> ModelInfo:
     """Describe a model name: family, default input size, keyword arguments with defaults."""
+    plugin = extensions.MODELS.get(name)
+    if plugin is not None:
+        kwargs = {"num_classes": DEFAULT_CLASSES, "in_channels": plugin.input_size[0], **plugin.kwargs}
+        return ModelInfo(name, f"plugin {plugin.provider}", plugin.input_size, kwargs, plugin.doc)
     tv = _lookup(name)
     if tv:
         size = INPUT_SIZES.get(tv, (3, 224, 224))
@@ -156,7 +167,6 @@ def build(name: str, num_classes: int = DEFAULT_CLASSES, in_channels: int | None
     ``in_channels=None`` means the model's own default (1 for the Fashion-MNIST
     CNNs, 3 otherwise), so grey-scale students need no extra argument.
     """
-    tv = _lookup(name)
     accepted = info(name).kwargs
     if in_channels is None:
         in_channels = accepted["in_channels"]
@@ -165,6 +175,9 @@ def build(name: str, num_classes: int = DEFAULT_CLASSES, in_channels: int | None
         raise TypeError(
             f"{name} got unexpected keyword argument(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
         )
+    if name in extensions.MODELS:
+        return extensions.MODELS[name].factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    tv = _lookup(name)
     if tv:
         return build_tv(tv, num_classes=num_classes, in_channels=in_channels, **kwargs)
     return ZOO[name].factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
