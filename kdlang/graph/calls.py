@@ -140,14 +140,22 @@ def check_model(call: ast.Call, problems) -> None:
         _check_plugin_model(call, parts[0], parts[1], problems)
         return
     if len(parts) != 2:
-        problems.append(error(f"a model comes from the zoo or torchvision: `zoo.NAME(...)` or `tv.NAME(...)`, "
-                              f"not `{call.name}`", call.func.span,
+        problems.append(error(f"a model comes from the zoo, torchvision or timm: `zoo.NAME(...)`, `tv.NAME(...)` "
+                              f"or `timm.NAME(...)`, not `{call.name}`", call.func.span,
                               hint=_model_hint(parts[-1])))
         return
     prefix, name = parts
-    known = models.names() if prefix == "zoo" else [n[3:] for n in models.names(include_torchvision=True) if n.startswith("tv.")]
+    if prefix == "timm" and not models.timm_available():
+        problems.append(error(f"model `{call.name}` needs timm, which is not installed", call.func.head.span,
+                              hint="pip install timm (or pip install 'kdlang[timm]')"))
+        return
+    namespace = f"{prefix}."
+    known = models.names() if prefix == "zoo" else \
+        [n[len(namespace):] for n in models.names(include_torchvision=prefix == "tv", include_timm=prefix == "timm")
+         if n.startswith(namespace)]
     if name not in known:
-        problems.append(error(f"unknown {'zoo' if prefix == 'zoo' else 'torchvision'} model `{name}`",
+        label = {"zoo": "zoo", "tv": "torchvision", "timm": "timm"}[prefix]
+        problems.append(error(f"unknown {label} model `{name}`",
                               call.func.trail[0].span, hint=did_you_mean(name, known, "models")))
         return
     accepted = dict(catalog.MODEL_KWARGS)

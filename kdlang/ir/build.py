@@ -109,7 +109,7 @@ class _Builder:
     def _checkpoint(node: ast.Checkpoint | None) -> N.Checkpoint | None:
         if node is None:
             return None
-        return N.Checkpoint(node.path, node.stage.text if node.stage is not None else None, node.span)
+        return N.Checkpoint(node.path, node.stage.text if node.stage is not None else None, node.span, node.key)
 
     # ---- declarations -------------------------------------------------------------------
     def _data(self, name: str, node: ast.Data) -> N.Data:

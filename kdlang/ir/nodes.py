@@ -54,11 +54,13 @@ class Call:
 
 @attrs.frozen
 class Checkpoint:
-    """`from "file"` (path) or `from stage` (a stage of this recipe trains it first)."""
+    """`from "file"` (path) or `from stage` (a stage of this recipe trains it first). `key`: the dotted
+    path of the state dict inside the file (`from "x.pt" key="model.ema"`), None for the file's top."""
 
     path: str | None
     stage: str | None
     span: Span
+    key: str | None = None
 
 
 @attrs.frozen

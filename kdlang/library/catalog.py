@@ -12,7 +12,7 @@ import functools
 from kdlang.library import branches
 from kdlang.library.signatures import DATA_LOADER_KWARGS  # noqa: F401  (the docs read it here)
 
-MODEL_PREFIXES = ("zoo", "tv")  # kdlang's own model namespaces; plugins add theirs
+MODEL_PREFIXES = ("zoo", "tv", "timm")  # kdlang's own model namespaces; plugins add theirs
 MODEL_KWARGS = {"classes": None, "in_channels": None}  # filled from the data declaration when absent
 
 # Branch kinds as the checker and the docs see them (the entries are `branches.KINDS`).
@@ -46,7 +46,8 @@ def branch_outputs(kind: str) -> tuple[str, ...]:
 
 
 def model_kwargs(full_name: str) -> dict:
-    """The keywords a zoo or torchvision model takes, with defaults (`zoo.` dropped for the zoo)."""
+    """The keywords a zoo, torchvision, timm or plugin model takes, with defaults (`zoo.` dropped for the
+    zoo)."""
     from kdlang.library import models
 
     name = full_name[4:] if full_name.startswith("zoo.") else full_name

@@ -157,10 +157,11 @@ class Recipe:
             raise RecipeError(problems, self.program.sources)
 
     def _load_checkpoint(self, component: N.Component, checkpoint: N.Checkpoint, path: Path):
-        """Load one `from "file"`; a diagnostic when the file cannot go into the component."""
+        """Load one `from "file"` (its `key=`: the state dict at that dotted path inside the file; a
+        torch checkpoint or a safetensors file); a diagnostic when the file cannot go into the component."""
         try:
             module = self.component(component.name)
-            state = checkpoint_io.read_state_dict(path)
+            state = checkpoint_io.read_state_dict(path, key=checkpoint.key)
             if isinstance(component, N.Granularity):  # a branch stage saves decoders a student recipe may not build
                 own = module.state_dict()
                 state = {k: v for k, v in state.items() if k in own or ".decoder." not in k}
@@ -178,8 +179,9 @@ class Recipe:
         return None
 
     def _checkpoint_path(self, written: str) -> Path:
-        """A `from "file"` path: relative to the recipe, else to the working directory."""
-        path = Path(written)
+        """A `from "file"` path (`~` is the home folder): relative to the recipe, else to the working
+        directory."""
+        path = Path(written).expanduser()
         beside = path if path.is_absolute() else self.path.parent / path
         return beside if beside.exists() else path
 

@@ -230,13 +230,20 @@ class Use:
     span: Span = _span()
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Checkpoint:
-    """Where weights come from: a file, or the result of an earlier stage of this recipe."""
+    """Where weights come from: a file, or the result of an earlier stage of this recipe.
+    `key` (`from "x.pt" key="model.ema"`) is the dotted path of the state dict inside the file."""
 
     path: str | None = None
     stage: Name | None = None
+    key: str | None = None
     span: Span = _span()
+
+    def __repr__(self) -> str:
+        # `key` only when given: a recipe without one keeps the meaning (and run identity) it had before
+        key = f", key={self.key!r}" if self.key is not None else ""
+        return f"Checkpoint(path={self.path!r}, stage={self.stage!r}{key})"
 
 
 @attrs.frozen

@@ -143,7 +143,8 @@ def _checkpoint(checkpoint: ast.Checkpoint | None) -> str:
         return ""
     if checkpoint.stage is not None:
         return f" from stage {checkpoint.stage.text}"
-    return f" from {quote(checkpoint.path)}"
+    key = f" key={quote(checkpoint.key)}" if checkpoint.key is not None else ""
+    return f" from {quote(checkpoint.path)}{key}"
 
 
 def _declaration(node) -> tuple[str, str] | None:

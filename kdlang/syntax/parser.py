@@ -125,7 +125,11 @@ class _Builder(Transformer):
         return ast.Model(name, source, checkpoint, frozen, span=self._span(meta))
 
     def from_file(self, meta, children):
-        return ast.Checkpoint(path=_unquote(children[0]), span=self._span(meta))
+        key = children[1] if len(children) > 1 else None
+        return ast.Checkpoint(path=_unquote(children[0]), key=key, span=self._span(meta))
+
+    def checkpoint_key(self, meta, children):
+        return _unquote(children[0])
 
     def from_stage(self, meta, children):
         return ast.Checkpoint(stage=children[0], span=self._span(meta))

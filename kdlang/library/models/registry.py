@@ -1,4 +1,4 @@
-"""Name -> constructor table for the model zoo plus the ``tv.`` torchvision namespace.
+"""Name -> constructor table for the model zoo plus the ``tv.`` torchvision and ``timm.`` namespaces.
 
 Names are spelled as the KD literature (CRD / RepDistiller tables) spells
 them, so a recipe can say ``teacher: resnet32x4`` and mean the published net.
@@ -22,11 +22,13 @@ from .resnet_imagenet import ResNetCifarStem
 from .shufflenetv1 import ShuffleNetV1
 from .shufflenetv2 import ShuffleNetV2
 from .small_cnn import SmallCNN
+from .timm_models import TimmNotInstalled, build_timm, timm_available, timm_input_size, timm_names, timm_options
 from .torchvision_models import INPUT_SIZES, build_tv, tv_names, tv_options
 from .vgg import VGG
 from .wrn import WideResNet
 
 TV_PREFIX = "tv."
+TIMM_PREFIX = "timm."
 CIFAR = (3, 32, 32)
 DEFAULT_CLASSES = 100
 
@@ -113,12 +115,28 @@ def _zoo() -> dict[str, _Entry]:
 ZOO = _zoo()
 
 
-def names(include_torchvision: bool = False) -> list[str]:
-    """Zoo names in family order; with ``include_torchvision`` also every ``tv.<name>``."""
+def names(include_torchvision: bool = False, include_timm: bool = False) -> list[str]:
+    """Zoo names in family order; with ``include_torchvision`` also every ``tv.<name>``, with
+    ``include_timm`` every ``timm.<name>`` (none when timm is not installed)."""
     result = list(ZOO)
     if include_torchvision:
         result += [TV_PREFIX + n for n in tv_names()]
+    if include_timm:
+        result += [TIMM_PREFIX + n for n in timm_names()]
     return result
+
+
+def _timm_lookup(name: str) -> str:
+    """The timm architecture of a ``timm.`` name; a KeyError saying to install timm when it is
+    not, or naming close matches when timm has no such model."""
+    model = name[len(TIMM_PREFIX):]
+    if not timm_available():
+        raise TimmNotInstalled(name)
+    if model in timm_names():
+        return model
+    close = difflib.get_close_matches(model, timm_names(), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(TIMM_PREFIX + c for c in close)}?" if close else ""
+    raise UnknownModelError(f"unknown model `{name}`{hint} (see timm.list_models())")
 
 
 def _lookup(name: str) -> str:
@@ -150,10 +168,17 @@ def info(name: str) -> ModelInfo:
     if plugin is not None:
         kwargs = {"num_classes": DEFAULT_CLASSES, "in_channels": plugin.input_size[0], **plugin.kwargs}
         return ModelInfo(name, f"plugin {plugin.provider}", plugin.input_size, kwargs, plugin.doc)
+    if name.startswith(TIMM_PREFIX):
+        model = _timm_lookup(name)
+        size = timm_input_size(model)
+        kwargs = {"num_classes": DEFAULT_CLASSES, "in_channels": size[0], **timm_options(model)}
+        return ModelInfo(name, "timm", size, kwargs, f"timm.create_model({model!r}), randomly initialised "
+                         "unless pretrained=true")
     tv = _lookup(name)
     if tv:
         size = INPUT_SIZES.get(tv, (3, 224, 224))
-        family, description, options = "torchvision", f"torchvision.models.{tv}, randomly initialised", tv_options(tv)
+        family, options = "torchvision", tv_options(tv)
+        description = f"torchvision.models.{tv}, randomly initialised unless weights= names its weights"
     else:
         entry = ZOO[name]
         size, family, description, options = entry.input_size, entry.family, entry.description, _options(entry)
@@ -162,7 +187,8 @@ def info(name: str) -> ModelInfo:
 
 
 def build(name: str, num_classes: int = DEFAULT_CLASSES, in_channels: int | None = None, **kwargs: Any) -> nn.Module:
-    """Construct a fresh, randomly initialised model by name.
+    """Construct a fresh model by name: randomly initialised unless its keywords ask for pretrained
+    weights (``weights=`` for ``tv.``, ``pretrained=``/``pretrained_file=`` for ``timm.``).
 
     ``in_channels=None`` means the model's own default (1 for the Fashion-MNIST
     CNNs, 3 otherwise), so grey-scale students need no extra argument.
@@ -177,6 +203,8 @@ def build(name: str, num_classes: int = DEFAULT_CLASSES, in_channels: int | None
         )
     if name in extensions.MODELS:
         return extensions.MODELS[name].factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    if name.startswith(TIMM_PREFIX):
+        return build_timm(_timm_lookup(name), num_classes=num_classes, in_channels=in_channels, **kwargs)
     tv = _lookup(name)
     if tv:
         return build_tv(tv, num_classes=num_classes, in_channels=in_channels, **kwargs)
