@@ -288,3 +288,16 @@ def test_a_damaged_safetensors_file_is_one_line(tmp_path):
     (tmp_path / "t.safetensors").write_bytes(data[: len(data) // 2])
     problem = load_error(tmp_path, 'from "t.safetensors"')
     assert "is truncated or damaged" in problem.message and "\n" not in problem.message
+
+
+def test_a_model_with_pretrained_weights_is_not_warned_about_as_random(torch_home, tmp_path, capsys):
+    cache_resnet18()
+    path = tmp_path / "r.kd"
+    path.write_text(recipe('tv.resnet18(weights="IMAGENET1K_V1")').replace(
+        "report top1", "stage look {\n  evaluate teacher\n}\nreport top1"))
+    assert main(["check", str(path)]) == 0  # evaluated without a checkpoint: its weights are loaded
+    out = capsys.readouterr()
+    assert "random initialisation" not in out.out + out.err
+    path.write_text(recipe("tv.resnet18()").replace("report top1", "stage look {\n  evaluate teacher\n}\nreport top1"))
+    assert main(["check", str(path)]) == 1
+    assert "it would be measured at its random initialisation" in capsys.readouterr().err

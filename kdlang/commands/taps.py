@@ -4,12 +4,12 @@ from __future__ import annotations
 
 
 def print_taps(model: str, input_shape: str | None, classes: int | None, usage_error) -> int:
-    from kdlang.library import extensions, models
+    from kdlang.library import catalog, extensions, models
 
     prefix, _, name = model.partition(".")
-    if prefix not in ("zoo", "tv", *extensions.NAMESPACES) or not name:
-        hint = f"; {extensions.enable_hint(prefix)}" if name and prefix not in ("zoo", "tv") else ""
-        raise usage_error(f"name a model as zoo.NAME, tv.NAME or PLUGIN.NAME, not {model!r}{hint} "
+    if prefix not in (*catalog.MODEL_PREFIXES, *extensions.NAMESPACES) or not name:
+        hint = f"; {extensions.enable_hint(prefix)}" if name and prefix not in catalog.MODEL_PREFIXES else ""
+        raise usage_error(f"name a model as zoo.NAME, tv.NAME, timm.NAME or PLUGIN.NAME, not {model!r}{hint} "
                           "(see `kdlang taps --list`)")
     source = name if prefix == "zoo" else model
     try:

@@ -351,7 +351,7 @@ def _check_ready(graph, stage, component, trained_before, first_trained, problem
     if decl is None or component in trained_before:
         return
     checkpoint = getattr(decl.node, "checkpoint", None)
-    if checkpoint is not None and checkpoint.path is not None:
+    if (checkpoint is not None and checkpoint.path is not None) or _pretrained(decl):
         return
     evaluating = not isinstance(reader, str)
     if evaluating:
@@ -380,6 +380,17 @@ def _check_ready(graph, stage, component, trained_before, first_trained, problem
         problems.append(warning(f"{decl.kind} `{component}` is read in stage `{stage}` but has no checkpoint "
                                 "and no stage trains it: it keeps its random initialisation", decl.span,
                                 hint='load weights with `from "path.pt"`, or train it in an earlier stage'))
+
+
+def _pretrained(decl) -> bool:
+    """A model built with pretrained weights (`weights=`, `pretrained=true`, `pretrained_file=`)."""
+    if decl.kind != "model":
+        return False
+    for key in catalog.PRETRAINED_KWARGS:
+        kwarg = decl.node.source.kwarg(key)
+        if kwarg is not None and _constant(kwarg.value) not in (None, False, ""):
+            return True
+    return False
 
 
 def _checkpoint_stages(graph, first_trained):

@@ -11,8 +11,10 @@ every layer after it.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any, NoReturn, cast
 
+import attrs
 import networkx as nx
 
 from kdlang.diagnostics import SourceMap
@@ -114,6 +116,9 @@ class _Builder:
     # ---- declarations -------------------------------------------------------------------
     def _data(self, name: str, node: ast.Data) -> N.Data:
         call = self._call(node.source, skip=AUGMENT_KEYS)
+        root = call.kwargs.get("root")
+        if root is not None and isinstance(root.value, str):  # a folder beside the recipe, else as given
+            call.kwargs["root"] = attrs.evolve(root, value=_beside(node.span.file, root.value))
         lists = [tuple(self._call(item) for item in node.source.list_items(key)) for key in AUGMENT_KEYS]
         return N.Data(name, call, lists[0], lists[1], int(call.get("batch", DEFAULT_BATCH)),
                       int(call.get("workers", 0)), node.span)
@@ -132,8 +137,11 @@ class _Builder:
     def _model(self, node: ast.Model, data: N.Data | None) -> N.Model:
         prefix, _, name = node.source.name.partition(".")
         source = name if prefix == "zoo" else node.source.name
-        return N.Model(node.name.text, self._call(node.source), source, data, self._checkpoint(node.checkpoint),
-                       node.name.span)
+        call = self._call(node.source)
+        weights = call.kwargs.get("pretrained_file")
+        if weights is not None and isinstance(weights.value, str):  # beside the recipe, like `from`
+            call.kwargs["pretrained_file"] = attrs.evolve(weights, value=_beside(node.span.file, weights.value))
+        return N.Model(node.name.text, call, source, data, self._checkpoint(node.checkpoint), node.name.span)
 
     def _granularity(self, node: ast.Granularity) -> N.Granularity:
         name = node.name.text
@@ -191,13 +199,19 @@ class _Builder:
             noise=tuple(float(evaluate.value(n)) for n in node.noise.items) if node.noise else ())
 
 
+def _beside(recipe: str, written: str) -> str:
+    """A relative path as the recipe means it: relative to the recipe's folder when it exists
+    there, else to the working directory (like `from "file"`)."""
+    path = Path(written)
+    beside = Path(recipe).parent / path
+    return str(beside) if not path.is_absolute() and beside.exists() else written
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
 def _stem(file: str) -> str:
-    from pathlib import Path
-
     return Path(file).stem
 
 

@@ -13,6 +13,7 @@ from kdlang.library import branches
 from kdlang.library.signatures import DATA_LOADER_KWARGS  # noqa: F401  (the docs read it here)
 
 MODEL_PREFIXES = ("zoo", "tv", "timm")  # kdlang's own model namespaces; plugins add theirs
+PRETRAINED_KWARGS = ("weights", "pretrained", "pretrained_file")  # a model built with weights: not random
 MODEL_KWARGS = {"classes": None, "in_channels": None}  # filled from the data declaration when absent
 
 # Branch kinds as the checker and the docs see them (the entries are `branches.KINDS`).
