@@ -87,7 +87,7 @@ SCHEDULE_KEYWORD_KINDS = {
 KEYWORD_EXAMPLES = {
     ("linear", "epochs"): "0..10", ("cosine", "epochs"): "0..10", ("warmup", "epochs"): "5",
     "epochs": "10", "lr": "0.1", "code": "64", "hidden": "256", "at": "[30, 60]", "gamma": "0.1",
-    "weights": "[1, 1]",
+    "weights": "[1, 1]", ("images", "root"): '"my_images"',
 }
 
 METRICS = ("top1", "top5", "loss")
@@ -191,6 +191,22 @@ class Value:
         return text + (" or none" if self.none else "") + (f" ({self.unit})" if self.unit else "")
 
 
+@attrs.frozen
+class Either(Value):
+    """The values of its own rule or of `other`'s: images' `size=64` or `size=[64, 96]`."""
+
+    other: Value | None = None
+
+    def accepts(self, v) -> bool:
+        return super().accepts(v) or (self.other is not None and self.other.accepts(v))
+
+    def noun(self) -> str:
+        return super().noun() + (f" or {self.other.noun()}" if self.other is not None else "")
+
+    def describe(self) -> str:
+        return super().describe() + (f", or {self.other.describe()}" if self.other is not None else "")
+
+
 def _n(x) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
@@ -218,6 +234,17 @@ VALUES = {
         "size": V("int", 1, 1024, unit="the image side, in pixels"),
         "synthetic.size": V("int", 1, 1_000_000, unit="training images"),
         "test_size": V("int", 1, 1_000_000, none=True, unit="test images"),
+        # images: your own folder of class folders (`kdlang.library.datasets.images` checks the rest)
+        "images.root": V("string", unit="the folder holding train/<class>/"),
+        "images.size": Either("int", 1, 1024, unit="the image side, in pixels",
+                              other=V("list", item=V("int", 1, 1024), length=(2, 2), unit="H, W")),
+        "images.channels": V("int", 1, 3, unit="3 for colour, 1 for grey"),
+        "images.mean": V("list", item=V("number"), length=(1, 3), none=True, unit="one per channel"),
+        "images.std": V("list", item=V("number", 0, open_low=True), length=(1, 3), none=True,
+                        unit="one per channel"),
+        "images.test": V("number", 0, open_low=True, none=True,
+                         unit="test images, or a fraction of the training images below 1"),
+        "images.data_seed": SEED,
     },
     "augment": {
         "pad": V("int", 0, 1024, unit="pixels"), "p": FRACTION, "std": NON_NEGATIVE,

@@ -24,7 +24,7 @@ from kdlang.library.signatures import DATA_LOADER_KWARGS, DEFAULT_BATCH  # the l
 
 from kdlang.library import extensions
 
-from . import cifar, fashion_mnist, stl10, synthetic as _synthetic, tiny_imagenet
+from . import cifar, fashion_mnist, images, stl10, synthetic as _synthetic, tiny_imagenet
 from .base import DataBundle, DatasetInfo, RawData, default_root
 from .errors import DataError
 from .loading import Batch, EpochLoader, collate, loader
@@ -71,6 +71,9 @@ class _Entry:
     # Facts that depend on data-set-specific keywords: (info, merged keywords) -> info.
     # Must validate those keywords (ValueError) without reading any file.
     specialize: Callable[[DatasetInfo, dict[str, Any]], DatasetInfo] | None = None
+    # Common keywords `specialize` also sees (its own keywords, which `build` receives as common
+    # ones): `images` lists its folder from `root` and checks `val` against the images it finds.
+    sees: tuple[str, ...] = ()
 
 
 def _load_synthetic(root, download, *, seed, shape, classes, size, test_size, data_seed) -> RawData:
@@ -82,6 +85,11 @@ def _synthetic_info(base: DatasetInfo, specific: dict[str, Any]) -> DatasetInfo:
         specific["shape"], specific["classes"], specific["size"], specific["test_size"]
     )
     return replace(base, input_shape=shape, num_classes=classes)
+
+
+def _load_images(folder, download, *, seed, root, **specific) -> RawData:
+    # `folder` is the common `root` given to `build`; `root` is the default of images' own keyword.
+    return images.load(folder, **specific)
 
 
 def _resized_info(module) -> Callable[[DatasetInfo, dict[str, Any]], DatasetInfo]:
@@ -99,6 +107,7 @@ _REGISTRY: dict[str, _Entry] = {
     "tiny_imagenet": _Entry(tiny_imagenet.INFO,
                             lambda root, download, *, seed, size: tiny_imagenet.load(root, download, size),
                             _resized_info(tiny_imagenet)),
+    "images": _Entry(images.INFO, _load_images, images.specialize, sees=("root", "val")),
 }
 
 
@@ -112,6 +121,8 @@ def train_size(name: str, size: int | None = None) -> int:
     """The number of training images of `name`; `size` is synthetic's keyword of that name."""
     if name == "synthetic":
         return size if size is not None else _synthetic.INFO.kwargs["size"]
+    if name == "images":
+        return sys.maxsize  # known once the folder is listed: `info` checks `val=` then
     plugin = extensions.DATASETS.get(name)
     if plugin is not None:
         return plugin.train_size if plugin.train_size is not None else sys.maxsize  # unknown: not limiting
@@ -155,12 +166,16 @@ def info(name: str, **kwargs: Any) -> DatasetInfo:
     """Static facts about `name` without loading data.
 
     Data-set-specific keywords (e.g. ``shape``/``classes`` for synthetic,
-    ``size`` for stl10 and tiny_imagenet) are taken into account; `kwargs` of
-    the result lists every keyword `build` accepts for this data set, common
-    ones included, with defaults.
+    ``size`` for stl10 and tiny_imagenet, ``root`` for images) are taken into
+    account; `kwargs` of the result lists every keyword `build` accepts for
+    this data set, common ones included, with defaults. `kwargs` may hold any
+    keyword `build` takes: common ones bear on no fact and are ignored, except
+    those the data set's entry sees (images: ``root`` and ``val``).
     """
     entry = _entry(name)
-    specific = _specific(entry, kwargs)
+    seen = {k: kwargs[k] for k in entry.sees if k in kwargs}
+    specific = _specific(entry, {k: v for k, v in kwargs.items() if k not in COMMON_KWARGS})
+    specific.update(seen)
     base = entry.info if entry.specialize is None else entry.specialize(entry.info, specific)
     return replace(base, kwargs={**COMMON_KWARGS, **entry.info.kwargs})
 
@@ -219,7 +234,7 @@ def build(
     if isinstance(val, bool) or not isinstance(val, int) or val < 0:
         raise ValueError(f"val must be a non-negative int number of training images, got {val!r}")
     augment, test_augment = _as_specs(augment), _as_specs(test_augment)
-    facts = info(name, **kwargs)
+    facts = info(name, **kwargs, **{k: v for k, v in (("root", root), ("val", val)) if k in entry.sees})
     # Fail on bad specs before touching any file.
     check_augment(augment, facts.input_shape)
     check_augment(test_augment, facts.input_shape)
@@ -229,7 +244,7 @@ def build(
     train_pos, val_pos = carve_validation(raw.train_labels, val, seed)
 
     explicit = explicit_normalization(augment)
-    default = Normalize(facts.mean, facts.std) if normalize else None
+    default = Normalize(raw.mean or facts.mean, raw.std or facts.std) if normalize else None
     eval_norm = explicit or default
     shape = facts.input_shape
     train_pipe = build_pipeline(augment, shape, default)

@@ -36,7 +36,11 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class RawData:
-    """Decoded splits: uint8 ``[N, C, H, W]`` images and int64 ``[N]`` labels."""
+    """Decoded splits: uint8 ``[N, C, H, W]`` images and int64 ``[N]`` labels.
+
+    `mean`/`std`: the normalisation of a data set whose statistics are known only once it is loaded
+    (`images` measures them on its training images); None: the `DatasetInfo`'s.
+    """
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -44,6 +48,8 @@ class RawData:
     test_labels: torch.Tensor
     class_names: tuple[str, ...]
     source: str
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
 
 
 @dataclass(frozen=True)
