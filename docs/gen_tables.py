@@ -103,7 +103,8 @@ def datasets_section() -> str:
     for name in datasets.names():
         info = datasets.info(name)
         specific = {k: v for k, v in info.kwargs.items() if k not in COMMON_KWARGS}
-        rows.append([f"`{name}`", "x".join(map(str, info.input_shape)), str(info.num_classes),
+        classes = str(info.num_classes) if info.num_classes else "one per folder"
+        rows.append([f"`{name}`", "x".join(map(str, info.input_shape)), classes,
                      keywords(specific), info.description])
     common = {**COMMON_KWARGS, **DATA_LOADER_KWARGS}
     return ("### Data sets\n\n" + table(["data set", "input", "classes", "own keywords (default)", "description"], rows)

@@ -81,7 +81,8 @@ def fmnist():
 
 
 def test_names_and_info():
-    assert datasets.names() == ["cifar10", "cifar100", "fashion_mnist", "stl10", "synthetic", "tiny_imagenet"]
+    assert datasets.names() == ["cifar10", "cifar100", "fashion_mnist", "images", "stl10", "synthetic",
+                                "tiny_imagenet"]
     fm = datasets.info("fashion_mnist")
     assert (fm.input_shape, fm.num_classes, fm.mean, fm.std) == ((1, 28, 28), 10, (0.2860,), (0.3530,))
     assert fm.kwargs["val"] == 0 and fm.kwargs["download"] is False and fm.description
@@ -93,7 +94,7 @@ def test_names_and_info():
 
 
 def test_bad_names_kwargs_and_specs_fail_before_loading(tmp_path):
-    with pytest.raises(ValueError, match="accepted: cifar10, cifar100, fashion_mnist, stl10, synthetic, tiny_imagenet"):
+    with pytest.raises(ValueError, match="accepted: cifar10, cifar100, fashion_mnist, images, stl10, synthetic, tiny_imagenet"):
         datasets.build("mnist")
     with pytest.raises(TypeError, match=r"colour.*accepted: augment"):
         datasets.build("cifar10", root=tmp_path, colour=True)

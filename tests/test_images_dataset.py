@@ -21,12 +21,6 @@ COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "emu": (30, 30, 200)}  # 
 PER_CLASS = 12
 HIGH, WIDE = 20, 24
 
-# Waiting on ir/shapes.py: the shape pass drops the common keywords (`root=` among them) before it asks
-# `datasets.info` for a data set's facts, so `images` cannot list its folder at check time yet.
-NEEDS_SHAPES_ROOT = pytest.mark.xfail(
-    strict=True, reason="ir/shapes.py must pass `root=` (and `val=`) to datasets.info: see the images report")
-
-
 def picture(colour, number: int, mode: str = "RGB") -> Image.Image:
     pixels = np.empty((HIGH, WIDE, 3), dtype=np.uint8)
     pixels[:] = colour
@@ -337,7 +331,6 @@ def test_check_requires_root_and_judges_the_keywords(tmp_path, capsys):
     assert "`test=` must be a positive number or none" in err
 
 
-@NEEDS_SHAPES_ROOT
 def test_check_reports_folder_problems_at_the_data_declaration(tmp_path, tree, capsys):
     assert main(["check", str(write_recipe(tmp_path, tree))]) == 0
     capsys.readouterr()
@@ -350,7 +343,6 @@ def test_check_reports_folder_problems_at_the_data_declaration(tmp_path, tree, c
     assert f"R.kd:4:6: error: data set `images`: class folder without images: {tree / 'train' / 'fox'}" in err
 
 
-@NEEDS_SHAPES_ROOT
 def test_a_recipe_on_its_own_images_trains_end_to_end(tmp_path, tree, capsys):
     recipe = write_recipe(tmp_path, tree)
     assert main(["compile", str(recipe), "--run", "--smoke", "--out", str(tmp_path / "run")]) == 0

@@ -85,10 +85,10 @@ def _data(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> Non
     from kdlang.library import datasets
 
     for data in program.data.values():
-        specific = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.call.values().items()
-                    if k not in datasets.COMMON_KWARGS and k not in ("batch", "workers")}
+        keywords = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.call.values().items()
+                    if k not in ("batch", "workers")}  # the loaders' own; `info` takes the rest
         try:
-            info = datasets.info(data.call.name, **specific)
+            info = datasets.info(data.call.name, **keywords)
         except (TypeError, ValueError) as exc:
             problems.append(error(f"data set `{data.call.name}`: {exc}", data.call.span))
             continue

@@ -2,7 +2,7 @@
 
     data images(root="my_images", size=[64, 64], val=500)
 
-Layout under ``root`` (a relative root is taken from the working directory, as given):
+Layout under ``root`` (a relative root is looked up beside the recipe first, then in the working directory):
 
 * ``train/<class>/...``: the training images of each class. Class names are the folder names;
   sorted, they give the label indices (0, 1, ...), as ImageFolder numbers them. Files ending in
