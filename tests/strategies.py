@@ -193,7 +193,7 @@ name_list = comma_list(names, min_size=1, trailing_comma=False)
 
 # ---- statements ----------------------------------------------------------------------------
 
-checkpoints = st.one_of(seq("from", strings), seq("from", "stage", names))
+checkpoints = st.one_of(seq("from", strings), seq("from", strings, "key", "=", strings), seq("from", "stage", names))
 
 
 def declaration(keyword: str):
