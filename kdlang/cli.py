@@ -1,4 +1,4 @@
-"""The `kdlang` command: check, render, fmt, taps, compile.
+"""The `kdlang` command: check, render, fmt, taps, compile, export.
 
 Exit codes: 0 clean (warnings allowed), 1 the recipe has errors, 2 usage or environment error.
 No input file, however broken, produces a Python traceback.
@@ -60,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     taps.add_argument("--classes", type=int, default=None, help="class count (default: the model's own)")
     taps.add_argument("--list", action="store_true", help="list the model names instead")
 
+    export = command("export", "write a finished run's student as safetensors, ONNX or TorchScript",
+                     "  kdlang export runs/try --format onnx            # runs/try/student.onnx\n"
+                     "  kdlang export runs/try --format torchscript -o student.ts.pt\n"
+                     "  kdlang export runs/try --format onnx --input 3,64,64 -o student64.onnx")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holding student.pt)")
+    export.add_argument("--format", required=True, choices=("safetensors", "onnx", "torchscript"),
+                        help="onnx needs the onnx and onnxscript packages")
+    export.add_argument("-o", "--output", metavar="FILE", help="output file (default: RUN_DIR/student.FORMAT)")
+    export.add_argument("--input", metavar="C,H,W", help="input shape (default: the one the run trained on)")
+
     comp = command("compile", "lower a recipe to torch; print its IR or train it",
                    "  kdlang compile R.kd --print-ir\n  kdlang compile R.kd --run\n"
                    "  kdlang compile R.kd --run --smoke            # two batches per stage\n"
@@ -82,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     comp.add_argument("--nproc", type=int, default=None, metavar="N",
                       help="with --run: train data-parallel in N local processes (gloo on CPU, nccl on GPU)")
-    for reader in (check, render, taps, comp):  # every command that reads recipes or names models
+    for reader in (check, render, taps, comp, export):  # every command that reads recipes or names models
         reader.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                             help=f"enable a plugin (a module that calls kdlang.register); also {ENV_PLUGINS}")
     return parser
@@ -315,6 +325,12 @@ def _without_nproc(argv: list[str]) -> list[str]:
     if _parser().parse_args(out).nproc is not None:  # an abbreviation such as --npr 2
         raise UsageError("write --nproc in full (the workers must not start workers of their own)")
     return out
+
+
+def _cmd_export(args) -> int:
+    from kdlang.commands.export import run_export
+
+    return run_export(args.run_dir, args.format, args.output, args.input, UsageError)
 
 
 if __name__ == "__main__":

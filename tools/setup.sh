@@ -16,7 +16,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import kdlang, torch, torchvision, lark, networkx, attrs, graphviz, pytest, hypothesis, mypy, importlinter, timm" 2>/dev/null; then
+if ! .venv/bin/python -c "import kdlang, torch, torchvision, lark, networkx, attrs, graphviz, pytest, hypothesis, mypy, importlinter, safetensors, onnx, onnxscript, onnxruntime, timm" 2>/dev/null; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision pinned to the pair this machine serves from local disk (see README)
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"

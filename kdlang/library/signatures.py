@@ -56,7 +56,7 @@ RUNTIME_ARGS = S(
     (),
     {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False,
      "cache_teacher": "auto", "divergence": "stop", "divergence_factor": 100.0, "divergence_steps": 20,
-     "skip_nonfinite": False},
+     "skip_nonfinite": False, "export": []},
     "how the run executes",
 )
 
@@ -94,6 +94,7 @@ METRICS = ("top1", "top5", "loss")
 SPLITS = ("train", "val", "test")
 SELECT_POLICIES = ("best", "last")
 AMP_MODES = ("off", "bf16", "fp16")
+EXPORT_FORMATS = ("onnx", "torchscript")  # runtime(export=[...]); kdlang.runtime.export writes them
 
 
 # ---- the values each keyword accepts --------------------------------------------------------------
@@ -283,6 +284,7 @@ VALUES = {
         "divergence": V("string", choices=("stop", "warn", "off")),
         "divergence_factor": V("number", 1, open_low=True), "divergence_steps": V("int", 1, 1_000_000),
         "skip_nonfinite": BOOL,
+        "export": V("list", item=V("string", choices=EXPORT_FORMATS)),
     },
     "loss": {
         "T": attrs.evolve(POSITIVE, schedule=True, unit="a temperature"),

@@ -7,6 +7,8 @@ biases (design §5), so the run prints a warning and is not called equivalent to
 `divergence`: "stop" (default), "warn" or "off": what a total loss above `divergence_factor` times
 its running median for `divergence_steps` consecutive steps does (see `guards`).
 `skip_nonfinite`: skip (count, no optimizer step) batches whose loss is not finite, instead of stopping.
+`export`: formats the run writes the student in besides `student.pt` and `student.safetensors`:
+"onnx" (`student.onnx`) and/or "torchscript" (`student.torchscript.pt`); see `kdlang.runtime.export`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class RuntimeOptions:
     divergence_factor: float = 100.0
     divergence_steps: int = 20
     skip_nonfinite: bool = False
+    export: tuple = attrs.field(default=(), converter=lambda v: tuple(v) if isinstance(v, (list, tuple)) else v)
 
     @classmethod
     def from_recipe(cls, recipe) -> "RuntimeOptions":
@@ -88,6 +91,7 @@ class RuntimeOptions:
         if not _whole(self.seed):
             raise ValueError(f"runtime(seed=...) must be a whole number, not {self.seed!r}")
         self._check_guards()
+        self._check_export()
         if self.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -103,6 +107,19 @@ class RuntimeOptions:
                              f"not {self.divergence_steps!r}")
         if not isinstance(self.skip_nonfinite, bool):
             raise ValueError(f"runtime(skip_nonfinite=...) is true or false, not {self.skip_nonfinite!r}")
+
+    def _check_export(self) -> None:
+        """The formats asked for, refused before training when unknown or when a package they need
+        is missing (not after hours of training, at the end of the run)."""
+        from kdlang.runtime.export import ON_REQUEST, missing_packages
+
+        if not isinstance(self.export, tuple) or not all(fmt in ON_REQUEST for fmt in self.export):
+            raise ValueError(f"runtime(export=...) is a list of {', '.join(repr(f) for f in ON_REQUEST)}, "
+                             f"not {self.export!r}")
+        for fmt in self.export:
+            fix = missing_packages(fmt)
+            if fix:
+                raise ValueError(f'runtime(export=["{fmt}"]) needs packages this environment lacks: {fix}')
 
 
 def _whole(value) -> bool:

@@ -169,22 +169,52 @@ def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -
 
 def export_students(recipe, out: Path) -> None:
     """Every trained component as a plain state_dict (models with their zoo name, in `models/`,
-    granularities and branches in `components/`); `student.pt` is the student."""
+    granularities and branches in `components/`); `student.pt` is the student. Next to each `.pt`
+    the same weights as `.safetensors`; `runtime(export=[...])` adds `student.onnx` and/or
+    `student.torchscript.pt` (see `kdlang.runtime.export`)."""
+    from kdlang.runtime import export
+    from kdlang.runtime.options import RuntimeOptions
+
     program = recipe.program
     everything = list(dict.fromkeys(c for stage in program.stages for c in stage.trains))
     for name in everything:
         if program.kind(name) != "model":
             state = {k: v.detach().cpu() for k, v in recipe.component(name).state_dict().items()}
-            checkpoints.save(out / "components" / f"{name}.pt", {"state_dict": state})
+            _export_pt(out / "components" / f"{name}.pt", {"state_dict": state}, name)
     trained = [c for c in everything if program.kind(c) == "model"]
+    student = None
     for name in trained:
-        built = recipe.shapes.models[name]
-        payload = {"model": program.components[name].source, "classes": built.classes,
-                   "in_channels": built.input_shape[0],
+        built, model = recipe.shapes.models[name], program.components[name]
+        kwargs = {k: v for k, v in model.call.values().items() if k not in ("classes", "in_channels")}
+        payload = {"model": model.source, "classes": built.classes, "in_channels": built.input_shape[0],
+                   "input_shape": list(built.input_shape), "kwargs": kwargs,
                    "state_dict": {k: v.detach().cpu() for k, v in built.module.state_dict().items()}}
-        checkpoints.save(out / "models" / f"{name}.pt", payload)
+        _export_pt(out / "models" / f"{name}.pt", payload, name)
         if name == "student" or (name == trained[-1] and "student" not in trained):
-            checkpoints.save(out / "student.pt", payload)
+            _export_pt(out / "student.pt", payload, name)
+            student = (name, payload)
+    wanted = list(dict.fromkeys(RuntimeOptions.from_recipe(recipe).export))
+    if student is None or not wanted:
+        return
+    name, payload = student
+    for fmt in wanted:
+        try:
+            export.write(fmt, export.target(out / "student.pt", fmt), payload, name=name,
+                         source=out / "student.pt")
+        except export.ExportError as exc:  # the run itself succeeded: its weights are in student.pt
+            print(f"kdlang: warning: {export.target(out / 'student.pt', fmt).name} not written: {exc}; "
+                  f"retry with: kdlang export {out} --format {fmt}", file=sys.stderr)
+
+
+def _export_pt(path: Path, payload: dict, name: str) -> None:
+    """`payload` as `path` (a .pt) and the same weights as the .safetensors next to it."""
+    from kdlang.runtime import export
+
+    checkpoints.save(path, payload)
+    try:
+        export.write_safetensors(export.target(path, "safetensors"), payload, name)
+    except export.ExportError as exc:  # an old environment without the package: the .pt is written
+        print(f"kdlang: warning: {export.target(path, 'safetensors').name} not written: {exc}", file=sys.stderr)
 
 
 def summary_table(results: list[dict], policy: Policy) -> str:
