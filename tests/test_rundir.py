@@ -68,6 +68,7 @@ def test_out_never_overwrites_a_run_unless_asked(tmp_path, capsys):
     assert compile_run(TWO_STAGE, "--out", str(run)) == 0
     before = (run / "student.pt").read_bytes()
     (run / "notes.txt").write_text("mine\n")
+    (run / "student.onnx").write_bytes(b"an earlier run's export")  # asked for by an earlier recipe
     capsys.readouterr()
     assert compile_run(TWO_STAGE, "--out", str(run), "--seed", "1") == 2
     assert "already holds a kdlang run" in capsys.readouterr().err
@@ -75,6 +76,7 @@ def test_out_never_overwrites_a_run_unless_asked(tmp_path, capsys):
     assert compile_run(TWO_STAGE, "--out", str(run), "--seed", "1", "--overwrite") == 0
     assert (run / "student.pt").read_bytes() != before
     assert (run / "notes.txt").read_text() == "mine\n"  # --overwrite removes only what a run writes
+    assert not (run / "student.onnx").exists()  # ... all of it: no stale export survives
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in rows] == [("teach", 1), ("distill", 1)]
 

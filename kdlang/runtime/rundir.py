@@ -28,8 +28,8 @@ JOURNAL = "journal.json"
 FORMAT = 1
 # Everything a run writes; `--overwrite` removes these and nothing else.
 ARTEFACTS = ("journal.json", "checkpoints", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "recipe.kd",
-             "run.json", "recipe.dot", "recipe.svg", "summary.md", "student.pt", "models", "components",
-             "tensorboard")
+             "run.json", "recipe.dot", "recipe.svg", "summary.md", "student.pt", "student.safetensors",
+             "student.onnx", "student.torchscript.pt", "models", "components", "tensorboard")
 
 
 class RunDirError(Exception):
