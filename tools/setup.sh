@@ -13,12 +13,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# pip, without the "Location ... is ignored" notice it prints per package for a configured local
+# index that lacks it (one line each, screens of them); its errors and exit status pass through
+pip_quiet() {
+  .venv/bin/python -m pip "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+}
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if ! .venv/bin/python -c "import kdlang, torch, torchvision, lark, networkx, attrs, graphviz, pytest, hypothesis, mypy, importlinter, safetensors, onnx, onnxscript, onnxruntime, timm" 2>/dev/null; then
-  .venv/bin/python -m pip install -q --upgrade pip
+  pip_quiet install -q --upgrade pip
   # torch/torchvision pinned to the pair this machine serves from local disk (see README)
-  .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -e '.[dev]'  # quiet: setuptools' editable-install notice
+  pip_quiet install -q "torch==2.14.1" "torchvision==0.29.1"
+  PYTHONWARNINGS=ignore pip_quiet install -q -e '.[dev]'  # quiet: setuptools' editable-install notice
 fi
