@@ -37,31 +37,37 @@ def kdlang(folder: Path, *args) -> subprocess.CompletedProcess:
                           env=env, timeout=600)
 
 
-def test_the_taps_of_the_users_model_are_listed(example):
-    listed = kdlang(example, "taps", "--plugin", "mynets", "mynets.small")
-    assert listed.returncode == 0, listed.stderr
-    assert "mynets.small on inputs 1x28x28:" in listed.stdout and "features" in listed.stdout
+@pytest.fixture
+def in_example(example, monkeypatch):
+    """The example's folder as the working directory, `mynets` importable: the CLI in this process."""
+    monkeypatch.chdir(example)
+    monkeypatch.syspath_prepend(str(example))
+    return example
 
 
-def test_the_recipe_checks_and_draws(example):
-    checked = kdlang(example, "check", "--plugin", "mynets", "distill.kd")
-    assert checked.returncode == 0 and checked.stdout.strip() == "distill.kd: ok", checked.stderr
-    drawn = kdlang(example, "render", "--plugin", "mynets", "distill.kd", "-o", "distill.dot")
-    assert drawn.returncode == 0 and "mynets.big" in (example / "distill.dot").read_text()
-    printed = kdlang(example, "compile", "--plugin", "mynets", "distill.kd", "--print-ir")
-    assert "%t_feat[64] = model teacher(%input)" in printed.stdout.replace(", %t_logits[4]", ""), printed.stdout
+def test_the_users_model_is_tapped_checked_drawn_and_lowered(in_example, capsys):
+    from kdlang.cli import main
+
+    assert main(["taps", "--plugin", "mynets", "mynets.small"]) == 0
+    listed = capsys.readouterr().out
+    assert "mynets.small on inputs 1x28x28:" in listed and "features" in listed
+    assert main(["check", "--plugin", "mynets", "distill.kd"]) == 0
+    assert capsys.readouterr().out.strip() == "distill.kd: ok"
+    assert main(["render", "--plugin", "mynets", "distill.kd", "-o", "distill.dot"]) == 0
+    assert "mynets.big" in (in_example / "distill.dot").read_text()
+    assert main(["compile", "--plugin", "mynets", "distill.kd", "--print-ir"]) == 0
+    printed = capsys.readouterr().out
+    assert "%t_feat[64] = model teacher(%input)" in printed.replace(", %t_logits[4]", ""), printed
 
 
-def test_it_trains_and_plain_pytorch_reads_the_student_back(example):
-    run = kdlang(example, "compile", "--plugin", "mynets", "distill.kd", "--run", "--smoke", "--out", "runs/smoke")
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "| distill | student |" in run.stdout
-    sys.path.insert(0, str(example))
-    try:
-        import mynets
-    finally:
-        sys.path.remove(str(example))
-    saved = torch.load(example / "runs" / "smoke" / "student.pt", weights_only=True)
+def test_it_trains_and_plain_pytorch_reads_the_student_back(in_example, capsys):
+    from kdlang.cli import main
+
+    assert main(["compile", "--plugin", "mynets", "distill.kd", "--run", "--smoke", "--out", "runs/smoke"]) == 0
+    assert "| distill | student |" in capsys.readouterr().out
+    import mynets
+
+    saved = torch.load(in_example / "runs" / "smoke" / "student.pt", weights_only=True)
     assert (saved["model"], saved["classes"], saved["in_channels"]) == ("mynets.small", 4, 1)
     student = mynets.small(num_classes=saved["classes"], in_channels=saved["in_channels"])
     student.load_state_dict(saved["state_dict"])

@@ -31,17 +31,21 @@ def kdlang_cli(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
                           env=environment, cwd=cwd, timeout=600)
 
 
-def test_every_command_that_reads_recipes_takes_plugin(tmp_path):
-    checked = kdlang_cli("check", "--plugin", "acme_kd", RECIPE)
-    assert checked.returncode == 0 and checked.stdout.strip() == f"{RECIPE}: ok", checked.stderr
-    drawn = kdlang_cli("render", "--plugin", "acme_kd", RECIPE, "-o", tmp_path / "r.dot")
-    assert drawn.returncode == 0 and "acme.tinynet" in (tmp_path / "r.dot").read_text()
-    taps = kdlang_cli("taps", "--plugin", "acme_kd", "acme.tinynet")
-    assert taps.returncode == 0 and "pool    AdaptiveAvgPool2d  16x1x1" in taps.stdout
-    listed = kdlang_cli("taps", "--plugin", "acme_kd", "--list")
-    assert "acme.tinynet  (plugin acme_kd)" in listed.stdout
-    printed = kdlang_cli("compile", "--plugin", "acme_kd", RECIPE, "--print-ir")
-    assert "acme.cosine[distill.cos#1](%proj.out, %t_feat, scale=2)" in printed.stdout, printed.stderr
+def test_every_command_that_reads_recipes_takes_plugin(tmp_path, monkeypatch, capsys):
+    """In this process (enabling imports the plugin once; the same code path as a fresh one)."""
+    from kdlang.cli import main
+
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    assert main(["check", "--plugin", "acme_kd", str(RECIPE)]) == 0
+    assert capsys.readouterr().out.strip() == f"{RECIPE}: ok"
+    assert main(["render", "--plugin", "acme_kd", str(RECIPE), "-o", str(tmp_path / "r.dot")]) == 0
+    assert "acme.tinynet" in (tmp_path / "r.dot").read_text()
+    assert main(["taps", "--plugin", "acme_kd", "acme.tinynet"]) == 0
+    assert "pool    AdaptiveAvgPool2d  16x1x1" in capsys.readouterr().out
+    assert main(["taps", "--plugin", "acme_kd", "--list"]) == 0
+    assert "acme.tinynet  (plugin acme_kd)" in capsys.readouterr().out
+    assert main(["compile", "--plugin", "acme_kd", str(RECIPE), "--print-ir"]) == 0
+    assert "acme.cosine[distill.cos#1](%proj.out, %t_feat, scale=2)" in capsys.readouterr().out
 
 
 def test_a_plugin_recipe_trains_and_exports_like_a_builtin(tmp_path):
