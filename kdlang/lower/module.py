@@ -7,7 +7,6 @@ drops into any training loop. Everything the stage does not train runs in eval m
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 
@@ -16,6 +15,7 @@ from torch import nn
 
 from kdlang.ir import terms as T
 from kdlang.lower.stage_plan import StagePlan
+from kdlang.lower.term_program import Frame, Schedules, compile_term
 
 
 def module_key(name: str) -> str:
@@ -43,12 +43,17 @@ class StageModule(nn.Module):
         self.time = 0.0  # fractional epoch inside the stage; the trainer advances it
         self.components = nn.ModuleDict({module_key(c): components[c] for c in self.order})
         self.losses = nn.ModuleDict({module_key(instance): module for instance, module in losses.items()})
-        self._scheduled = [
-            (module_key(call.instance), name, value)
+        self._scheduled = [  # loss hyperparameters that follow a schedule: (module, attribute, value)
+            (losses[call.instance], name, value)
             for key in self.loss_keys for call in T.loss_calls(self.terms[key])
             for name, value in call.hyper.items() if isinstance(value, T.TScalar)
         ]
-        self._recorders = {}
+        self._schedules = Schedules()
+        self._excites = [(key, compile_term(self.terms[key], losses, self._schedules)) for key in self.excite_keys]
+        self._loss_terms = [(self.loss_names[key], compile_term(self.terms[key], losses, self._schedules))
+                            for key in self.loss_keys]
+        self._recorders: dict = {}
+        self._steps = [self._step(name, components[name]) for name in self.order]
 
     # ---- parameters and modes -----------------------------------------------------------
     def head_owners(self) -> dict | None:
@@ -134,23 +139,42 @@ class StageModule(nn.Module):
             cache["store"][key][index] = values[key].detach()
         cache["filled"][index] = True
 
+    def _step(self, name: str, module: nn.Module) -> tuple:
+        """How component `name` runs, decided once: (name, frozen, run), where `run(inputs, values)`
+        returns the tensors it produces by key."""
+        if self.plan.kinds[name] == "model":
+            taps = list(self.taps_by_model.get(name, {}).items())
+            recorder = self._recorder(name, module, [path for _, path in taps])
+
+            def run(inputs, values):
+                module(inputs)
+                captured = recorder.values
+                produced = {key: captured[path] for key, path in taps}
+                recorder.clear()
+                return produced
+        else:
+            source, prefix = self.plan.inputs[name], f"{name}."
+
+            def run(inputs, values):
+                return {prefix + k: v for k, v in module(values[source]).items()}
+        return name, name in self.frozen_side, run
+
     def tensors(self, inputs: torch.Tensor, keys=None, index=None) -> dict:
         """Compute tap, branch and granularity tensors (all, or those feeding `keys`); with a
         training batch's sample `index` and the cache on, the frozen side comes from the cache."""
         cached = self._cached(index) if keys is None else None
         values = dict(cached) if cached is not None else {}
-        for name in self.order:
-            if cached is not None and name in self.frozen_side:
+        feeding = self._feeding(tuple(keys)) if keys is not None else None
+        for name, frozen, run in self._steps:
+            if (cached is not None and frozen) or (feeding is not None and name not in feeding):
                 continue
-            if keys is not None and name not in self._feeding(tuple(keys)):
-                continue
-            frozen = name in self.frozen_side
-            context = torch.inference_mode() if frozen else contextlib.nullcontext()
-            with context:
-                produced = self._run_component(name, inputs, values)
-            if frozen:  # inference tensors cannot enter autograd: hand on plain copies
-                produced = {k: v.clone() for k, v in produced.items()}
-            values.update(produced)
+            if frozen:
+                with torch.inference_mode():
+                    produced = run(inputs, values)
+                # inference tensors cannot enter autograd: hand on plain copies
+                values.update({k: v.clone() for k, v in produced.items()})
+            else:
+                values.update(run(inputs, values))
         if cached is None and keys is None:
             self._remember(index, values)
         return values
@@ -161,18 +185,6 @@ class StageModule(nn.Module):
         if keys not in cache:
             cache[keys] = set(self.plan.feeding(keys))
         return cache[keys]
-
-    def _run_component(self, name: str, inputs, values) -> dict:
-        module = self.components[module_key(name)]
-        if self.plan.kinds[name] == "model":
-            taps = self.taps_by_model.get(name, {})
-            recorder = self._recorder(name, module, list(taps.values()))
-            module(inputs)
-            captured = recorder.values
-            recorder.clear()
-            return {key: captured[path] for key, path in taps.items()}
-        outputs = module(values[self.plan.inputs[name]])
-        return {f"{name}.{k}": v for k, v in outputs.items()}
 
     def _recorder(self, name, module, paths):
         from kdlang.library.models import TapRecorder
@@ -185,15 +197,20 @@ class StageModule(nn.Module):
 
     def forward(self, batch):
         inputs, labels, index = (list(batch) + [None])[:3]
-        for module_name, attr, value in self._scheduled:
-            setattr(self.losses[module_name], attr, value.at(self.time))
-        values = self.tensors(inputs, index=index)
-        env = {"labels": labels, "index": index}
-        for key in self.excite_keys:
-            values[key] = self._eval(self.terms[key], values, env)
-        losses = {self.loss_names[key]: self._eval(self.terms[key], values, env) for key in self.loss_keys}
-        logits = values[self.trained_heads[0][1]] if self.trained_heads else None
+        for module, attr, value in self._scheduled:
+            setattr(module, attr, value.at(self.time))
+        frame = Frame(self.tensors(inputs, index=index), labels, index, self._schedules.at(self.time))
+        for key, excite in self._excites:
+            frame.values[key] = excite(frame)
+        losses = {name: term(frame) for name, term in self._loss_terms}
+        logits = frame.values[self.trained_heads[0][1]] if self.trained_heads else None
         return logits, losses
+
+    def term(self, key: str, values: dict, labels=None, index=None):
+        """One excitation or loss of the stage (by key) on the given tensors, at the current time."""
+        compiled = dict(self._excites) if key in self.excite_keys else \
+            {k: c for k, (_, c) in zip(self.loss_keys, self._loss_terms)}
+        return compiled[key](Frame(values, labels, index, self._schedules.at(self.time)))
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor) -> dict:
@@ -201,40 +218,3 @@ class StageModule(nn.Module):
         keys = [key for _, key in self.heads]
         values = self.tensors(inputs, keys)
         return {head: values[key] for head, key in self.heads}
-
-    # ---- term evaluation ----------------------------------------------------------------
-    def _eval(self, term, values, env):
-        if isinstance(term, T.TTensor):
-            return values[term.key]
-        if isinstance(term, T.TList):
-            return [self._eval(t, values, env) for t in term.items]
-        if isinstance(term, T.TScalar):
-            return term.at(self.time)
-        if isinstance(term, T.TLabels):
-            return env["labels"]
-        if isinstance(term, T.TIndex):
-            return env["index"]
-        if isinstance(term, T.TBin):
-            left, right = self._eval(term.left, values, env), self._eval(term.right, values, env)
-            return {"+": lambda: left + right, "-": lambda: left - right,
-                    "*": lambda: left * right, "/": lambda: left / right}[term.op]()
-        if isinstance(term, T.TReduce):
-            items = [self._eval(t, values, env) for t in term.items]
-            total = items[0]
-            for item in items[1:]:
-                total = total + item
-            return total / len(items) if term.op == "mean" else total
-        if isinstance(term, T.TMix):
-            heads = [self._eval(h, values, env) for h in term.heads]
-            weights = [w.at(self.time) if isinstance(w, T.TScalar) else float(w) for w in term.weights]
-            norm = sum(weights) if term.normalize and sum(weights) > 0 else 1.0
-            total = heads[0] * (weights[0] / norm)
-            for head, weight in zip(heads[1:], weights[1:]):
-                total = total + head * (weight / norm)
-            return total
-        if isinstance(term, T.TLoss):
-            module = self.losses[module_key(term.instance)]
-            inputs = [self._eval(t, values, env) for t in term.inputs]
-            return module(*inputs, labels=env["labels"], index=env["index"]) if len(inputs) > 1 \
-                else module(inputs[0], env["labels"])
-        raise TypeError(f"cannot evaluate {type(term).__name__}")

@@ -20,7 +20,7 @@ OUTPUT = "output"
 @attrs.frozen
 class StagePlan:
     stage: N.Stage
-    order: tuple[str, ...]  # the components it runs, in data-flow order
+    order: tuple[str, ...]  # the components it runs, in run order: the frozen side, then the rest
     kinds: dict[str, str] = attrs.field(eq=False)  # component -> model | granularity | branch
     trained: frozenset[str]
     frozen_side: frozenset[str]  # components that read nothing trained: run under inference mode
@@ -77,11 +77,15 @@ def plan_stage(program: N.Program, stage: N.Stage) -> StagePlan:
     for item in computed:
         needed += T.tensor_keys(item.term)
     wanted = _closure(reads, needed)
-    order = tuple(n for n in program.flow if produces[n] & wanted)
-    owners = {name: frozenset(program.upstream(name)) for name in order}
+    flow = [n for n in program.flow if produces[n] & wanted]
+    owners = {name: frozenset(program.upstream(name)) for name in flow}
+    frozen = frozenset(n for n in flow if not (owners[n] & trained))
+    # the frozen side first: its outputs are ready before anything trained runs, and nothing it
+    # computes waits in memory behind the trained side's activations (it reads nothing trained)
+    order = tuple([n for n in flow if n in frozen] + [n for n in flow if n not in frozen])
     return StagePlan(
         stage=stage, order=order, kinds={n: program.kind(n) for n in order}, trained=trained,
-        frozen_side=frozenset(n for n in order if not (owners[n] & trained)),
+        frozen_side=frozen,
         taps_by_model=_taps_for(program, wanted),
         inputs={n: _tap(program.components[n]).name for n in order if program.kind(n) != "model"},
         produces={n: produces[n] for n in order}, reads=reads, heads=heads,
