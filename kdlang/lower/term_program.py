@@ -40,10 +40,10 @@ class Schedules:
     """Every schedule a stage's terms use, each once: `at(t)` is the flat vector of their values."""
 
     def __init__(self) -> None:
-        self._schedules: list = []
+        self._schedules: list[Callable[[float], float]] = []
         self._slots: dict[int, int] = {}
 
-    def slot(self, schedule) -> int:
+    def slot(self, schedule: Callable[[float], float]) -> int:
         key = id(schedule)
         if key not in self._slots:
             self._slots[key] = len(self._schedules)
@@ -54,7 +54,7 @@ class Schedules:
         return [schedule(t) for schedule in self._schedules]
 
 
-def compile_term(term, losses: dict[str, nn.Module], schedules: Schedules) -> Closure:
+def compile_term(term: T.Term, losses: dict[str, nn.Module], schedules: Schedules) -> Closure:
     """The closure computing `term` (loss modules looked up by instance name now, not per step)."""
     if isinstance(term, T.TTensor):
         key = term.key
@@ -89,12 +89,12 @@ def _scalar(term: T.TScalar, schedules: Schedules) -> Closure:
     return lambda f: f.scalars[slot]
 
 
-def _reduce(term: T.TReduce, losses, schedules) -> Closure:
+def _reduce(term: T.TReduce, losses: dict[str, nn.Module], schedules: Schedules) -> Closure:
     items = [compile_term(t, losses, schedules) for t in term.items]
     count = len(items)
     mean = term.op == "mean"
 
-    def reduce(f: Frame):
+    def reduce(f: Frame) -> Any:
         total = items[0](f)
         for item in items[1:]:
             total = total + item(f)
@@ -102,12 +102,12 @@ def _reduce(term: T.TReduce, losses, schedules) -> Closure:
     return reduce
 
 
-def _mix(term: T.TMix, losses, schedules) -> Closure:
+def _mix(term: T.TMix, losses: dict[str, nn.Module], schedules: Schedules) -> Closure:
     heads = [compile_term(h, losses, schedules) for h in term.heads]
     weights = [_scalar(w, schedules) if isinstance(w, T.TScalar) else (lambda f, w=float(w): w) for w in term.weights]
     normalize = term.normalize
 
-    def mix(f: Frame):
+    def mix(f: Frame) -> Any:
         values = [head(f) for head in heads]
         found = [weight(f) for weight in weights]
         norm = sum(found) if normalize and sum(found) > 0 else 1.0
@@ -118,7 +118,7 @@ def _mix(term: T.TMix, losses, schedules) -> Closure:
     return mix
 
 
-def _loss(term: T.TLoss, losses, schedules) -> Closure:
+def _loss(term: T.TLoss, losses: dict[str, nn.Module], schedules: Schedules) -> Closure:
     module = losses[term.instance]
     inputs = [compile_term(t, losses, schedules) for t in term.inputs]
     if len(inputs) > 1:
