@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
@@ -99,6 +100,9 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+REAL_FORWARD_ELEMENTS = 3 * 64 * 64  # numbers per sample up to which tracing runs a real CPU forward
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
@@ -106,13 +110,26 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[tuple[str, tuple[int, ...], str]], Any]:
-    """Run one forward on a copy of ``model`` and record ``(path, shape, kind)`` per module call."""
+    """Run one forward on a copy of ``model`` and record ``(path, shape, kind)`` per module call.
+
+    On the ``meta`` device no memory is touched, but every op pays Python dispatch: for small
+    images (CIFAR, Fashion-MNIST) a real forward of two samples on the CPU is several times faster
+    (resnet110 at 32x32: 0.10 s against 0.65 s), so those take it; larger inputs trace on meta."""
+    if math.prod(input_shape) <= REAL_FORWARD_ELEMENTS and _device_of(model).type == "cpu":
+        try:
+            return _real(model, input_shape)
+        except Exception:  # what a real forward refuses, tracing on meta may still describe
+            pass
     try:
         clone, device = _meta_copy(model), torch.device("meta")
         return _record(clone, torch.zeros((2, *input_shape), device=device))
     except Exception:  # data-dependent ops or exotic modules: pay for a real forward instead
-        clone = copy.deepcopy(model)
-        return _record(clone, torch.zeros((2, *input_shape), device=_device_of(clone)))
+        return _real(model, input_shape)
+
+
+def _real(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[tuple[str, tuple[int, ...], str]], Any]:
+    clone = copy.deepcopy(model)  # the forward updates BatchNorm statistics: never the model's own
+    return _record(clone, torch.zeros((2, *input_shape), device=_device_of(clone)))
 
 
 def _record(clone: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, tuple[int, ...], str]], Any]:
