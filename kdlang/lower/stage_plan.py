@@ -43,14 +43,7 @@ class StagePlan:
 
     def required(self, keys: Iterable[str]) -> set[str]:
         """`keys` plus everything they are computed from."""
-        out: set[str] = set()
-        todo = list(keys)
-        while todo:
-            key = todo.pop()
-            if key not in out:
-                out.add(key)
-                todo.extend(self.reads.get(key, ()))
-        return out
+        return _closure(self.reads, keys)
 
     def feeding(self, keys: Iterable[str]) -> list[str]:
         """The components that feed `keys`, in run order."""
@@ -111,6 +104,7 @@ def _reads(program: N.Program, shapes: S.Shapes) -> dict[str, tuple[str, ...]]:
 
 
 def _closure(reads: dict[str, tuple[str, ...]], keys: Iterable[str]) -> set[str]:
+    """`keys` and, transitively, every key `reads` says they are computed from."""
     out: set[str] = set()
     todo = list(keys)
     while todo:
