@@ -161,3 +161,13 @@ report top1 on test
     assert [d.message for d in checked.errors] == [
         "augmentation `crop` takes values written out, not a name or a computed tensor"]
     assert (checked.errors[0].span.line, checked.errors[0].span.col) == (2, 64)
+
+
+def test_two_recipes_of_one_program_do_not_share_models():
+    from kdlang.lower.recipe import Recipe
+
+    program = _ir(TINY)
+    first, second = Recipe(program), Recipe(program)
+    assert first.component("student") is not second.component("student")
+    for a, b in zip(first.component("student").state_dict().values(), second.component("student").state_dict().values()):
+        assert torch.equal(a, b)  # both from the program's seed

@@ -23,10 +23,16 @@ from kdlang.lower.module import StageModule
 from kdlang.lower.stage_plan import StagePlan, plan_stage
 
 
+LOWERED = "lowered"  # program.meta key: a Recipe owns the models the shape pass built
+
+
 class Recipe:
     def __init__(self, program: N.Program, *, allow_missing_checkpoints: bool = False):
         self.program = program
-        if S.KEY not in program.meta:  # checked without shapes: run the IR passes now
+        if program.meta.pop(LOWERED, False):  # a second Recipe of one program builds its own models
+            program.meta.pop(S.KEY, None)
+        program.meta[LOWERED] = True
+        if S.KEY not in program.meta:  # checked without shapes, or lowered before: run the IR passes now
             problems = ir_passes.run(program)
             if problems:
                 raise RecipeError(problems, program.sources)
