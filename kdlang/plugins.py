@@ -36,8 +36,8 @@ def _enable(key: str, what: str, load) -> list[str]:
         return []
     try:
         loaded = load()
-        if callable(loaded) and not hasattr(loaded, "__path__") and not hasattr(loaded, "__file__"):
-            loaded()  # `module:function`: the function registers
+        if callable(loaded):  # a module is not: `module:function` names a function to call
+            loaded()
     except PluginError as exc:
         raise PluginLoadError(f"{what} registers something kdlang cannot use: {exc}") from None
     except ImportError as exc:

@@ -187,7 +187,7 @@ def _modules(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> 
                                   f"`{granularity.tap.name}` is {_fmt(shape)}", granularity.tap_span))
             continue
         shapes.granularity_widths[granularity.name] = branch_lib.flat_width(shape)
-        for key, out_shape in branch_lib.granularity_shapes(_level_args(granularity), shapes.classes).items():
+        for key, out_shape in branch_lib.granularity_shapes(level_args(granularity), shapes.classes).items():
             if key.endswith(".logits") and not granularity.decoders:
                 continue  # decoders exist only when something reads the logits
             shapes.tensors[f"{granularity.name}.{key}"] = out_shape
@@ -204,7 +204,7 @@ def _modules(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> 
             shapes.tensors[f"{branch.name}.{key}"] = out_shape
 
 
-def _level_args(granularity: N.Granularity) -> dict[str, dict[str, float | None]]:
+def level_args(granularity: N.Granularity) -> dict[str, dict[str, float | None]]:
     """Levels as the branch library takes them."""
     return {level.name: {"code": level.code, "T": level.T, "hidden": level.hidden} for level in granularity.levels}
 

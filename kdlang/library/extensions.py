@@ -101,7 +101,7 @@ def model(name: str, *, input_size: tuple[int, int, int] = (3, 32, 32), doc: str
         size = tuple(int(x) for x in input_size)
         if len(size) != 3 or min(size) < 1:
             raise PluginError(f"model `{name}`: input_size is (channels, height, width), not {input_size!r}")
-        _claim(name, MODELS, "a model")
+        _claim(name, MODELS, "a model", factory)
         own = {k: v for k, v in params.items() if k not in ("num_classes", "in_channels")}
         MODELS[name] = ModelEntry(name, factory, size, own, _doc(doc, factory), _provider(factory))
         return factory
@@ -119,7 +119,7 @@ def dataset(name: str, *, classes: int, input_shape: tuple[int, int, int], mean=
         if "seed" not in params:
             raise PluginError(f"data set `{name}`: its loader must take a `seed` keyword (for carving splits)")
         channels = int(input_shape[0])
-        _claim(name, DATASETS, "a data set")
+        _claim(name, DATASETS, "a data set", load)
         own = {k: v for k, v in params.items() if k not in ("root", "download", "seed")}
         DATASETS[name] = DatasetEntry(
             name, load, tuple(int(x) for x in input_shape), int(classes),
@@ -140,7 +140,7 @@ def loss(name: str, *, unary: bool = False, needs: tuple[str, ...] = (), doc: st
         required = [k for k, v in hyper.items() if v is Signature.REQUIRED]
         if required:
             raise PluginError(f"loss `{name}`: hyperparameters need defaults ({', '.join(required)})")
-        _claim(name, LOSSES, "a loss")
+        _claim(name, LOSSES, "a loss", make)
         LOSSES[name] = LossEntry(name, make, hyper, bool(unary), tuple(needs), _doc(doc, make), _provider(make))
         return make
     return register
@@ -155,7 +155,7 @@ def branch(name: str, *, outputs: tuple[str, ...] = ("out",), doc: str = "") -> 
         missing = [p for p in ("in_shape", "classes") if p not in params]
         if missing or not outputs:
             raise PluginError(f"branch `{name}`: its builder takes in_shape and classes, and it has outputs")
-        _claim(name, BRANCHES, "a branch kind")
+        _claim(name, BRANCHES, "a branch kind", build)
         own = {k: v for k, v in params.items() if k not in ("in_shape", "classes")}
         made = functools.partial(_build_branch, build, tuple(outputs))
         BRANCHES[name] = BranchEntry(Signature(name, (), own, _doc(doc, build)), tuple(outputs),
@@ -180,7 +180,7 @@ def _traced_shapes(made: Callable, args: dict, in_shape: tuple, classes: int) ->
     return {key: tuple(value.shape[1:]) for key, value in found.items()}
 
 
-def _claim(name: str, table: dict, what: str) -> None:
+def _claim(name: str, table: dict, what: str, registered: Callable) -> None:
     if not _NAME.fullmatch(name):
         raise PluginError(f"`{name}`: a plugin names what it registers NAMESPACE.NAME (e.g. `acme.segnet`)")
     namespace = name.split(".")[0]
@@ -188,7 +188,7 @@ def _claim(name: str, table: dict, what: str) -> None:
         raise PluginError(f"`{name}`: the namespace `{namespace}` is kdlang's; choose your package's name")
     if name in table:
         raise PluginError(f"`{name}` is already registered as {what} (by {NAMESPACES.get(namespace, '?')})")
-    NAMESPACES.setdefault(namespace, _caller_module())
+    NAMESPACES.setdefault(namespace, _provider(registered))
 
 
 def _parameters(fn: Callable, name: str, keyword_only: bool = False) -> dict[str, Any]:
@@ -209,11 +209,3 @@ def _doc(doc: str, fn: Callable) -> str:
 
 def _provider(fn: Callable) -> str:
     return getattr(fn, "__module__", None) or "?"
-
-
-def _caller_module() -> str:
-    for frame in inspect.stack()[3:]:
-        module = frame.frame.f_globals.get("__name__", "")
-        if not module.startswith("kdlang."):
-            return module
-    return "?"

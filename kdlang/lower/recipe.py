@@ -70,10 +70,8 @@ class Recipe:
             return self.shapes.models[component.name].module
         in_shape = self.shapes.tensors[component.tap.name]
         if isinstance(component, N.Granularity):
-            levels = {level.name: {"code": level.code, "T": level.T, "hidden": level.hidden}
-                      for level in component.levels}
-            return branch_lib.Granularity(self.shapes.granularity_widths[component.name], levels, self.shapes.classes,
-                                          decoders=component.decoders)
+            return branch_lib.Granularity(self.shapes.granularity_widths[component.name], S.level_args(component),
+                                          self.shapes.classes, decoders=component.decoders)
         return branch_lib.build_branch(component.call.name, component.call.values(), in_shape, self.shapes.classes)
 
     def built_components(self) -> list[str]:
