@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from kdlang.ir import terms as T
-from kdlang.lower.stage_plan import StagePlan
+from kdlang.lower.stage_plan import OUTPUT, StagePlan
 from kdlang.lower.term_program import Frame, Schedules, compile_term
 
 
@@ -144,11 +144,12 @@ class StageModule(nn.Module):
         returns the tensors it produces by key."""
         if self.plan.kinds[name] == "model":
             taps = list(self.taps_by_model.get(name, {}).items())
-            recorder = self._recorder(name, module, [path for _, path in taps])
+            # a frozen model whose logits the stage never reads stops after its last tap
+            truncate = name in self.frozen_side and all(path != OUTPUT for _, path in taps)
+            recorder = self._recorder(name, module, [path for _, path in taps], truncate)
 
             def run(inputs, values):
-                module(inputs)
-                captured = recorder.values
+                captured = recorder.run(inputs)
                 produced = {key: captured[path] for key, path in taps}
                 recorder.clear()
                 return produced
@@ -186,13 +187,13 @@ class StageModule(nn.Module):
             cache[keys] = set(self.plan.feeding(keys))
         return cache[keys]
 
-    def _recorder(self, name, module, paths):
+    def _recorder(self, name, module, paths, truncate: bool):
         from kdlang.library.models import TapRecorder
 
         recorder = self._recorders.get(name)
         if recorder is None:
             # clone: a later in-place op (ReLU(inplace=True)) must not change a captured tap
-            recorder = self._recorders[name] = TapRecorder(module, paths, clone=True)
+            recorder = self._recorders[name] = TapRecorder(module, paths, clone=True, truncate=truncate)
         return recorder
 
     def forward(self, batch):

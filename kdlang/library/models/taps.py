@@ -218,6 +218,11 @@ def format_taps(taps: Iterable[TapInfo]) -> str:
 # --- runtime recording ----------------------------------------------------
 
 
+class ForwardComplete(Exception):
+    """Raised by a truncating `TapRecorder` once every tap is captured: the rest of the forward is
+    not needed."""
+
+
 class TapRecorder:
     """Capture tap tensors from a real model, forward after forward.
 
@@ -231,12 +236,22 @@ class TapRecorder:
     a tapped tensor in place (torchvision's ``ReLU(inplace=True)``, ``+=``);
     without it such a tap raises :class:`TapError` when read instead of
     silently returning the modified values.
+
+    ``truncate=True`` ends the forward (raising :class:`ForwardComplete`, which
+    :meth:`run` catches) as soon as every tap is captured: a frozen teacher
+    whose logits nobody reads need not run its last layers. Only for paths
+    without ``output``, and only where skipping the rest has no effect the
+    caller needs (eval mode: no BatchNorm statistics to update).
     """
 
-    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = False) -> None:
+    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = False,
+                 truncate: bool = False) -> None:
         self.model = model
         self.paths = list(dict.fromkeys(paths))
         self.clone = clone
+        if truncate and OUTPUT in self.paths:
+            raise ValueError("a forward that must return the model's output cannot be truncated")
+        self.truncate = truncate and bool(self.paths)
         self._values: dict[str, torch.Tensor] = {}
         self._versions: dict[str, int | None] = {}
         self._counts: dict[str, int] = {}
@@ -286,6 +301,16 @@ class TapRecorder:
             tensor = tensor.clone()
         self._values[path] = tensor
         self._versions[path] = _version(tensor)
+        if self.truncate and len(self._values) == len(self.paths):
+            raise ForwardComplete
+
+    def run(self, *args: Any) -> dict[str, torch.Tensor]:
+        """The model's forward on `args`, as far as the taps need it; the captured tensors."""
+        try:
+            self.model(*args)
+        except ForwardComplete:
+            pass
+        return self.values
 
     @property
     def values(self) -> dict[str, torch.Tensor]:
