@@ -56,7 +56,7 @@ RUNTIME_ARGS = S(
     (),
     {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False,
      "cache_teacher": "auto", "divergence": "stop", "divergence_factor": 100.0, "divergence_steps": 20,
-     "skip_nonfinite": False, "export": []},
+     "skip_nonfinite": False, "export": [], "compile": False},
     "how the run executes",
 )
 
@@ -285,6 +285,7 @@ VALUES = {
         "divergence_factor": V("number", 1, open_low=True), "divergence_steps": V("int", 1, 1_000_000),
         "skip_nonfinite": BOOL,
         "export": V("list", item=V("string", choices=EXPORT_FORMATS)),
+        "compile": BOOL,
     },
     "loss": {
         "T": attrs.evolve(POSITIVE, schedule=True, unit="a temperature"),

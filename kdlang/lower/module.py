@@ -87,6 +87,15 @@ class StageModule(nn.Module):
             self.components[module_key(name)].train(mode and name in self.trained)
         return self
 
+    def compile_models(self) -> None:
+        """Run every model of the stage through `torch.compile` (its tap hooks traced with it). The
+        models themselves stay as they are, for later stages, checkpoints and export. Truncated
+        forwards end by an exception, which would break the compiled graph: compiled models run
+        to their end."""
+        for recorder in self._recorders.values():
+            recorder.runner = torch.compile(recorder.model)
+            recorder.truncate = False
+
     def freeze_others(self) -> None:
         for name in self.order:
             self.components[module_key(name)].requires_grad_(name in self.trained)

@@ -9,6 +9,8 @@ its running median for `divergence_steps` consecutive steps does (see `guards`).
 `skip_nonfinite`: skip (count, no optimizer step) batches whose loss is not finite, instead of stopping.
 `export`: formats the run writes the student in besides `student.pt` and `student.safetensors`:
 "onnx" (`student.onnx`) and/or "torchscript" (`student.torchscript.pt`); see `kdlang.runtime.export`.
+`compile`: `torch.compile` each model of a stage (the stage's own Python glue stays eager); measured
+in docs/performance.md: it pays on GPUs, not on this project's CPUs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RuntimeOptions:
     divergence_steps: int = 20
     skip_nonfinite: bool = False
     export: tuple = attrs.field(default=(), converter=lambda v: tuple(v) if isinstance(v, (list, tuple)) else v)
+    compile: bool = False
 
     @classmethod
     def from_recipe(cls, recipe) -> "RuntimeOptions":

@@ -95,6 +95,8 @@ class Trainer:
                      "in half the free memory); runtime(cache_teacher=true) insists")
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
+        if self.options.compile:
+            module.compile_models()
         scaler = self.options.scaler(str(self.device))
         runner = distributed.wrap(module, self.world, self.device)
         epochs = 1 if self.smoke else planned.epoch_count  # smoke: two batches a stage

@@ -17,7 +17,7 @@ import difflib
 import itertools
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -252,6 +252,7 @@ class TapRecorder:
         if truncate and OUTPUT in self.paths:
             raise ValueError("a forward that must return the model's output cannot be truncated")
         self.truncate = truncate and bool(self.paths)
+        self.runner: Callable[..., Any] = model  # what `run` calls: the model, or a compiled wrapper of it
         self._values: dict[str, torch.Tensor] = {}
         self._versions: dict[str, int | None] = {}
         self._counts: dict[str, int] = {}
@@ -307,14 +308,17 @@ class TapRecorder:
     def run(self, *args: Any) -> dict[str, torch.Tensor]:
         """The model's forward on `args`, as far as the taps need it; the captured tensors."""
         try:
-            self.model(*args)
+            self.runner(*args)
         except ForwardComplete:
             pass
         return self.values
 
     @property
     def values(self) -> dict[str, torch.Tensor]:
-        """Captured tensors of the last forward, checked for later in-place modification."""
+        """Captured tensors of the last forward, checked for later in-place modification (a clone
+        is the recorder's own: nothing else can modify it)."""
+        if self.clone:
+            return dict(self._values)
         for path, tensor in self._values.items():
             if _version(tensor) != self._versions[path]:
                 raise TapError(
