@@ -1,7 +1,10 @@
-"""The `kdlang` command: check, render, fmt, taps, compile, export.
+"""The `kdlang` command: check, render, fmt, taps, compile, export, completion.
 
 Exit codes: 0 clean (warnings allowed), 1 the recipe has errors, 2 usage or environment error.
 No input file, however broken, produces a Python traceback.
+
+Every command takes the output options `-q` (errors and results only), `-v` (also what it did and
+how long it took) and `--color=auto|always|never` (NO_COLOR is honoured), before or after its name.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 import stat
 import sys
 from pathlib import Path
+
+from kdlang import terminal
 
 EXIT_OK, EXIT_RECIPE, EXIT_USAGE = 0, 1, 2
 ENV_PLUGINS = "KDLANG_PLUGINS"  # kdlang.plugins.ENV, named here so `--help` imports nothing
@@ -26,21 +31,25 @@ def _parser() -> argparse.ArgumentParser:
         description="Knowledge-distillation recipes, checked before they train.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  kdlang check recipes/quickstart.kd\n  kdlang render recipes/quickstart.kd -o q.svg\n"
-        "  kdlang compile recipes/quickstart.kd --run\n  kdlang fmt recipes/*.kd\n  kdlang taps zoo.resnet8",
+        "  kdlang compile recipes/quickstart.kd --run\n  kdlang fmt recipes/*.kd\n  kdlang taps zoo.resnet8\n"
+        "  kdlang completion bash > ~/.local/share/bash-completion/completions/kdlang",
     )
+    parser.add_argument("--version", action=_Version, help="print kdlang's, torch's and Python's versions and exit")
+    _add_output_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     def command(name, help, examples):
-        return sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
+        made = sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_output_options(made, top=False)
+        return made
 
     check = command("check", "parse and validate recipes; print diagnostics",
                     "  kdlang check recipes/quickstart.kd\n  kdlang check recipes/**/*.kd\n"
                     "  kdlang check --no-shapes R.kd   # skip shape inference (no torch forward)")
     check.add_argument("recipes", nargs="+", metavar="RECIPE")
     check.add_argument("--no-shapes", action="store_true", help="skip the shape-inference pass")
-    check.add_argument("--quiet", "-q", action="store_true", help="print errors only, no warnings")
     check.add_argument("--debug", action="store_true", help="verify the IR after every pass (a kdlang bug check)")
 
     render = command("render", "draw a recipe's graph (svg, png, pdf or dot)",
@@ -92,16 +101,76 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     comp.add_argument("--nproc", type=int, default=None, metavar="N",
                       help="with --run: train data-parallel in N local processes (gloo on CPU, nccl on GPU)")
+    comp.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
+                      help="with --run: also print the running loss terms every N steps (as runtime(log_every=N))")
+
+    completion = command("completion", "print a shell completion script (bash, zsh or tcsh)",
+                         "  kdlang completion bash > ~/.local/share/bash-completion/completions/kdlang\n"
+                         "  kdlang completion zsh > ~/.zfunc/_kdlang     # with fpath+=~/.zfunc before compinit")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     for reader in (check, render, taps, comp, export):  # every command that reads recipes or names models
         reader.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                             help=f"enable a plugin (a module that calls kdlang.register); also {ENV_PLUGINS}")
     return parser
 
 
+def _add_output_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-q, -v and --color, on the main parser and on every command (so `kdlang -q check` and
+    `kdlang check -q` both work); a command's copy has no default, which would undo the main one's."""
+    def default(value):
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("output")
+    loudness = group.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                          help="errors and results only: no warnings, progress bar or epoch lines")
+    loudness.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                          help="also say what each command did and how long it took")
+    group.add_argument("--color", choices=terminal.COLOR_CHOICES, default=default("auto"),
+                       help="colour diagnostics and progress: auto (on a terminal, unless NO_COLOR is set), "
+                            "always, never")
+
+
+class _Version(argparse.Action):
+    """`--version`: kdlang's version with torch's, read from the installed metadata (no torch import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib import metadata
+
+        from kdlang.version import __version__
+
+        try:
+            torch = f"torch {metadata.version('torch')}"
+        except metadata.PackageNotFoundError:
+            torch = "torch not installed"
+        python = ".".join(map(str, sys.version_info[:3]))
+        print(f"kdlang {__version__} ({torch}, Python {python})")
+        parser.exit()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive whole number of steps, not {text!r}")
+    return value
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     args.argv = argv  # `--nproc` starts workers with the same command line
+    args.parser = parser  # `completion` prints a script for it
+    if args.quiet and args.verbose:  # one before the command's name, one after
+        parser.error("-q and -v ask for opposite things; give one of them")
+    verbosity = terminal.QUIET if args.quiet else terminal.VERBOSE if args.verbose else terminal.NORMAL
+    terminal.configure(color=args.color, verbosity=verbosity, log_every=getattr(args, "log_every", None))
     if getattr(args, "debug", False):
         os.environ["KDLANG_VERIFY_IR"] = "1"  # read by kdlang.ir.passes (and by `--nproc` workers)
     try:
@@ -149,29 +218,36 @@ def _checked(path: str, *, shapes: bool = True):
 
 
 def _print_diagnostics(checked, quiet=False) -> None:
+    color = terminal.use_color(sys.stderr)
     for d in checked.diagnostics:
-        if quiet and d.severity != "error":
+        if (quiet or terminal.quiet()) and d.severity != "error":
             continue
-        print(d.format(checked.sources), file=sys.stderr)
+        print(d.format(checked.sources, color=color), file=sys.stderr)
 
 
 def _cmd_check(args) -> int:
     """Check every file given, even after a bad one; the worst outcome sets the exit code."""
+    import time
+
     status = EXIT_OK
     for path in args.recipes:
+        started = time.perf_counter()
         try:
             checked = _checked(path, shapes=not args.no_shapes)
         except UsageError as exc:
             print(f"kdlang: {exc}", file=sys.stderr)
             status = EXIT_USAGE
             continue
-        _print_diagnostics(checked, args.quiet)
+        _print_diagnostics(checked)
+        if terminal.verbose():
+            passes = "without the shape pass" if args.no_shapes else "shapes inferred"
+            print(f"{path}: checked in {time.perf_counter() - started:.2f} s ({passes})", file=sys.stderr)
         if checked.errors:
             status = max(status, EXIT_RECIPE)
             print(f"{path}: {len(checked.errors)} error(s)", file=sys.stderr)
         else:
             warnings = len(checked.diagnostics)
-            shown = f" ({warnings} warning(s))" if warnings and not args.quiet else ""
+            shown = f" ({warnings} warning(s))" if warnings and not terminal.quiet() else ""
             print(f"{path}: ok{_fragment_note(checked)}{shown}")
     return status
 
@@ -224,12 +300,14 @@ def _fmt_one(name: str, check_only: bool) -> int:
     try:
         pretty = format_text(text, "<stdin>" if name == "-" else name)
     except SyntaxProblem as problem:
-        print(problem.diagnostic.format(SourceMap({problem.diagnostic.span.file: text})), file=sys.stderr)
+        print(problem.diagnostic.format(SourceMap({problem.diagnostic.span.file: text}),
+                                        color=terminal.use_color(sys.stderr)), file=sys.stderr)
         return EXIT_RECIPE
     if name == "-":
         sys.stdout.write(pretty)
     elif pretty == text:
-        pass
+        if terminal.verbose():
+            print(f"{name}: unchanged")
     elif check_only:
         print(f"{name}: would reformat")
         return EXIT_RECIPE
@@ -325,6 +403,30 @@ def _without_nproc(argv: list[str]) -> list[str]:
     if _parser().parse_args(out).nproc is not None:  # an abbreviation such as --npr 2
         raise UsageError("write --nproc in full (the workers must not start workers of their own)")
     return out
+
+
+def _cmd_completion(args) -> int:
+    """A completion script for `args.shell`, made by shtab from this very parser (so it never lags)."""
+    try:
+        import shtab
+    except ImportError:
+        raise UsageError("shell completion needs the shtab package: pip install shtab") from None
+    for action in _all_actions(args.parser):  # file and folder arguments complete paths
+        if action.metavar in ("RECIPE", "FILE"):
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+        elif action.metavar in ("RUN_DIR", "DIR"):
+            action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+    print(shtab.complete(args.parser, shell=args.shell))
+    return EXIT_OK
+
+
+def _all_actions(parser: argparse.ArgumentParser):
+    """Every argument of `parser` and of its commands."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                yield from _all_actions(command)
 
 
 def _cmd_export(args) -> int:

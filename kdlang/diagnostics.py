@@ -10,6 +10,7 @@ from typing import Iterable
 
 import attrs
 
+from kdlang import terminal
 from kdlang.source import NOWHERE, Span
 
 ERROR = "error"
@@ -30,15 +31,26 @@ class Diagnostic:
     notes: tuple = ()
     hint: str | None = None
 
-    def format(self, sources: "SourceMap | None" = None) -> str:
-        lines = [f"{self.span}: {self.severity}: {self.message}"]
-        lines += _excerpt(self.span, sources)
+    def format(self, sources: "SourceMap | None" = None, *, color: bool = False) -> str:
+        """The diagnostic as the compiler prints it; `color` adds ANSI styles (the command line
+        asks for them on a terminal, see `kdlang.terminal`), the words stay the same."""
+        def paint(text, *styles):
+            return terminal.paint(text, *styles, color=color)
+
+        lines = [f"{paint(f'{self.span}:', terminal.BOLD)} "
+                 f"{paint(self.severity + ':', terminal.BOLD, _SEVERITY_COLOR.get(self.severity, ''))} "
+                 f"{paint(self.message, terminal.BOLD)}"]
+        lines += _excerpt(self.span, sources, paint)
         for note in self.notes:
-            lines.append(f"{note.span}: note: {note.message}")
-            lines += _excerpt(note.span, sources)
+            lines.append(f"{paint(f'{note.span}:', terminal.BOLD)} {paint('note:', terminal.BOLD, terminal.CYAN)} "
+                         f"{note.message}")
+            lines += _excerpt(note.span, sources, paint)
         if self.hint:
-            lines.append(f"  hint: {self.hint}")
+            lines.append(f"  {paint('hint:', terminal.BOLD, terminal.GREEN)} {self.hint}")
         return "\n".join(lines)
+
+
+_SEVERITY_COLOR = {ERROR: terminal.RED, WARNING: terminal.MAGENTA}
 
 
 def error(message: str, span: Span, *, notes: Iterable[Note] = (), hint: str | None = None):
@@ -64,7 +76,7 @@ class SourceMap(dict):
         return lines[number - 1] if 0 < number <= len(lines) else None
 
 
-def _excerpt(span: Span, sources: SourceMap | None) -> list[str]:
+def _excerpt(span: Span, sources: SourceMap | None, paint=lambda text, *styles: text) -> list[str]:
     if sources is None or span is NOWHERE:
         return []
     text = sources.line(span.file, span.line)
@@ -74,7 +86,7 @@ def _excerpt(span: Span, sources: SourceMap | None) -> list[str]:
     width = span.end_col - span.col if span.end_line == span.line else len(text) - span.col + 1
     width = max(1, min(width, len(text) - span.col + 1))
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + "^" * width]
+    return [gutter + text, " " * (len(gutter) - 2) + "| " + " " * (span.col - 1) + paint("^" * width, terminal.BOLD, terminal.GREEN)]
 
 
 class RecipeError(Exception):

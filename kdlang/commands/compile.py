@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from kdlang import terminal
 from kdlang.diagnostics import RecipeError
 
 
@@ -15,8 +16,8 @@ def run_compile(args, usage_error) -> int:
     recipe = _load(args, usage_error)
     if recipe is None:
         return 1
-    for d in recipe.warnings:
-        print(d.format(recipe.sources), file=sys.stderr)
+    for d in [] if terminal.quiet() else recipe.warnings:
+        print(d.format(recipe.sources, color=terminal.use_color(sys.stderr)), file=sys.stderr)
     if args.print_ir:
         from kdlang.lower.printer import format_ir
 
@@ -28,7 +29,11 @@ def run_compile(args, usage_error) -> int:
     from kdlang.runtime.run import execute
 
     device = args.device  # None: the recipe's runtime(device=...), else CUDA when present
-    return execute(recipe, _run_folder(args, usage_error), device=device, seed=recipe.seed, smoke=args.smoke,
+    folder = _run_folder(args, usage_error)
+    if terminal.verbose():
+        print(f"{args.recipe}: {'resuming' if args.resume else 'training'} into {folder} with seed {recipe.seed}, "
+              f"device {device or 'from the recipe (auto: CUDA when present)'}", file=sys.stderr)
+    return execute(recipe, folder, device=device, seed=recipe.seed, smoke=args.smoke,
                    resume=bool(args.resume), overwrite=args.overwrite, force=args.force, overrides=args.set)
 
 
@@ -55,8 +60,10 @@ def _load(args, usage_error):
     try:
         return load(args.recipe, overrides=args.set, allow_missing_checkpoints=args.smoke, seed=args.seed)
     except RecipeError as exc:
+        color = terminal.use_color(sys.stderr)
         for d in exc.diagnostics:
-            print(d.format(exc.sources), file=sys.stderr)
+            if d.severity == "error" or not terminal.quiet():
+                print(d.format(exc.sources, color=color), file=sys.stderr)
         return None
     except ValueError as exc:  # a malformed --set
         raise usage_error(str(exc)) from None

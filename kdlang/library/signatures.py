@@ -56,7 +56,7 @@ RUNTIME_ARGS = S(
     (),
     {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False,
      "cache_teacher": "auto", "divergence": "stop", "divergence_factor": 100.0, "divergence_steps": 20,
-     "skip_nonfinite": False, "export": [], "compile": False},
+     "skip_nonfinite": False, "export": [], "compile": False, "log_every": None},
     "how the run executes",
 )
 
@@ -286,6 +286,7 @@ VALUES = {
         "skip_nonfinite": BOOL,
         "export": V("list", item=V("string", choices=EXPORT_FORMATS)),
         "compile": BOOL,
+        "log_every": V("int", 1, 1_000_000, none=True, unit="training steps"),
     },
     "loss": {
         "T": attrs.evolve(POSITIVE, schedule=True, unit="a temperature"),

@@ -11,6 +11,8 @@ its running median for `divergence_steps` consecutive steps does (see `guards`).
 "onnx" (`student.onnx`) and/or "torchscript" (`student.torchscript.pt`); see `kdlang.runtime.export`.
 `compile`: `torch.compile` each model of a stage (the stage's own Python glue stays eager); measured
 in docs/performance.md: it pays on GPUs, not on this project's CPUs.
+`log_every`: also print a line with the running loss terms every N training steps (long epochs);
+`--log-every N` overrides it for one command.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class RuntimeOptions:
     skip_nonfinite: bool = False
     export: tuple = attrs.field(default=(), converter=lambda v: tuple(v) if isinstance(v, (list, tuple)) else v)
     compile: bool = False
+    log_every: int | None = None
 
     @classmethod
     def from_recipe(cls, recipe) -> "RuntimeOptions":

@@ -14,7 +14,7 @@ import torch
 
 from kdlang.checkpoint_io import CheckpointError
 from kdlang.library.datasets import DataError
-from kdlang import durable
+from kdlang import durable, terminal
 from kdlang.runtime import checkpoints, distributed
 from kdlang.runtime.policy import Policy
 from kdlang.runtime.rundir import JOURNAL, Identity, RunDirError, RunDirectory
@@ -89,7 +89,7 @@ def _execute(recipe, rundir: RunDirectory, world, *, device, seed, smoke) -> int
     out = rundir.folder
     torch.manual_seed(seed)
     trainer = Trainer(recipe, out, device=device, seed=seed, smoke=smoke, rundir=rundir,
-                      log=lambda line: print(line, flush=True), world=world)
+                      log=terminal.say, world=world)
     try:
         results = trainer.run()
     except NonFiniteLoss as exc:

@@ -206,7 +206,7 @@ class Trainer:
                                   guards.Place(stage, epoch, steps, self.out), warn=self.log)
         sums: dict = {}
         trained = 0
-        bar = progress.Bar(f"{stage} {epoch + 1}/{epochs}", steps)
+        bar = progress.Bar(f"{stage} {epoch + 1}/{epochs}", steps, every=self.options.log_every, log=self.log)
         for step, (inputs, labels, index) in enumerate(data.train):
             if step >= steps:
                 break
