@@ -104,11 +104,20 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
                       help="with --run: also print the running loss terms every N steps (as runtime(log_every=N))")
 
+    server = command("lsp", "run the language server for editors (LSP over standard input and output)",
+                     "  kdlang lsp                       # an editor starts it (see docs/editors.md)\n"
+                     "  kdlang lsp --no-shapes           # never build models while editing")
+    server.add_argument("--check-delay", type=_seconds, default=0.3, metavar="S",
+                        help="seconds without edits before checking (syntax errors show at once); default 0.3")
+    server.add_argument("--shape-delay", type=_seconds, default=1.5, metavar="S",
+                        help="seconds without edits before the shape pass (also run on save); default 1.5")
+    server.add_argument("--no-shapes", action="store_true", help="skip the shape pass (it builds every model)")
+
     completion = command("completion", "print a shell completion script (bash, zsh or tcsh)",
                          "  kdlang completion bash > ~/.local/share/bash-completion/completions/kdlang\n"
                          "  kdlang completion zsh > ~/.zfunc/_kdlang     # with fpath+=~/.zfunc before compinit")
     completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
-    for reader in (check, render, taps, comp, export):  # every command that reads recipes or names models
+    for reader in (check, render, taps, comp, export, server):  # every command that reads recipes or names models
         reader.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                             help=f"enable a plugin (a module that calls kdlang.register); also {ENV_PLUGINS}")
     return parser
@@ -158,6 +167,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"a positive whole number of steps, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"a number of seconds from 0 to 60, not {text!r}")
     return value
 
 
@@ -427,6 +446,19 @@ def _all_actions(parser: argparse.ArgumentParser):
         if isinstance(action, argparse._SubParsersAction):
             for command in action.choices.values():
                 yield from _all_actions(command)
+
+
+def _cmd_lsp(args) -> int:
+    """Serve editors until they disconnect; needs the `lsp` extra (pygls, lsprotocol)."""
+    try:
+        from kdlang.lsp.checks import Settings
+        from kdlang.lsp.server import serve
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pygls", "lsprotocol"):
+            raise
+        raise UsageError(f"the language server needs {exc.name}: pip install 'kdlang[lsp]'") from None
+    serve(Settings(check_delay=args.check_delay, shape_delay=args.shape_delay, shapes=not args.no_shapes))
+    return EXIT_OK
 
 
 def _cmd_export(args) -> int:
