@@ -117,6 +117,43 @@ def _parser() -> argparse.ArgumentParser:
                          "  kdlang completion bash > ~/.local/share/bash-completion/completions/kdlang\n"
                          "  kdlang completion zsh > ~/.zfunc/_kdlang     # with fpath+=~/.zfunc before compinit")
     completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    sweep = command("sweep", "run many recipes x seeds x --set grids as run directories; resumable",
+                    "  kdlang sweep benchmarks/fashion/study.toml              # the whole study, resumable\n"
+                    "  kdlang sweep 'recipes/x/*.kd' --seeds 0..2 --grid stage.distill.epochs=10,20 --out runs/x\n"
+                    "  kdlang sweep recipes/cifar100/grid.toml --launcher slurm --partition gpu --time 12:00:00\n"
+                    "  kdlang sweep study.toml --plan                        # list the runs; train nothing")
+    sweep.add_argument("sources", nargs="+", metavar="SWEEP_OR_RECIPE", help="a sweep file (.toml) or recipes (globs)")
+    sweep.add_argument("--seeds", metavar="LIST", help="seeds for every group that is not shared: 0,1,2 or 0..4")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=v1,v2",
+                       help="one run per value, for the recipes that have KEY (repeatable: products)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a value in every recipe that has it (repeatable)")
+    sweep.add_argument("--out", help="the sweep's folder (default: the sweep file's out, else runs/sweep)")
+    sweep.add_argument("--smoke", action="store_true", help="every run for two batches a stage, into OUT-smoke")
+    sweep.add_argument("--plan", action="store_true", help="list the runs, their folders and dependencies; run nothing")
+    sweep.add_argument("--launcher", choices=("local", "ray", "slurm"), help="where runs execute (default local)")
+    sweep.add_argument("--jobs", type=int, metavar="N", help="local: runs at once (default: one per GPU, else 1)")
+    sweep.add_argument("--address", help="ray: the cluster's address (default: start a local Ray)")
+    sweep.add_argument("--gpus-per-run", type=float, metavar="G", help="ray/slurm (and local GPU slots): GPUs a run")
+    sweep.add_argument("--cpus-per-run", type=float, metavar="C", help="ray/slurm: CPUs a run")
+    sweep.add_argument("--nproc-per-run", type=int, metavar="N", help="train each run data-parallel in N processes")
+    sweep.add_argument("--partition", help="slurm: the partition")
+    sweep.add_argument("--time", help="slurm: a job's time limit (HH:MM:SS or minutes)")
+
+    table = command("table", "tabulate runs or a sweep: mean ± std over seeds, paired differences",
+                    "  kdlang table runs/study --where group=students --rows name --baseline kd\n"
+                    "  kdlang table runs/cifar100/sweep.json --rows pair --cols method --baseline kd --format latex\n"
+                    "  kdlang table runs/study --where group=students --rows name -o docs/results.md  # between its markers")
+    table.add_argument("sources", nargs="+", metavar="RUNS_OR_SWEEP", help="sweep records, run folders, or folders of runs")
+    table.add_argument("--rows", required=True, metavar="KEY", help="factor of the rows (recipe, name, folder, a grid key, ...)")
+    table.add_argument("--cols", metavar="KEY", help="factor of the columns (default: one column, with each seed)")
+    table.add_argument("--baseline", metavar="VALUE", help="a column (or, without --cols, a row) to pair against")
+    table.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="only these runs (repeatable)")
+    table.add_argument("--metric", default="top1", help="the reported metric (default top1)")
+    table.add_argument("--stage", help="the stage whose result counts (default: the last)")
+    table.add_argument("--head", help="the head whose result counts (default: the stage's first, the student)")
+    table.add_argument("--format", choices=("md", "latex", "html"), help="default: from -o's suffix, else md")
+    table.add_argument("-o", "--output", metavar="FILE", help="write here (between its kdlang table markers, if it has them)")
     for reader in (check, render, taps, comp, export, server):  # every command that reads recipes or names models
         reader.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                             help=f"enable a plugin (a module that calls kdlang.register); also {ENV_PLUGINS}")
@@ -465,6 +502,18 @@ def _cmd_export(args) -> int:
     from kdlang.commands.export import run_export
 
     return run_export(args.run_dir, args.format, args.output, args.input, UsageError)
+
+
+def _cmd_sweep(args) -> int:
+    from kdlang.commands.sweep import run_sweep
+
+    return run_sweep(args, UsageError)
+
+
+def _cmd_table(args) -> int:
+    from kdlang.commands.table import run_table
+
+    return run_table(args, UsageError)
 
 
 if __name__ == "__main__":
