@@ -136,10 +136,11 @@ def server():
 
 
 @pytest.fixture(autouse=True)
-def fresh(server):
+def fresh(request):
     """Each test opens its own documents (an open document's checks would slow the next test)."""
     yield
-    server.close_all()
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server").close_all()
 
 
 @pytest.fixture
@@ -405,3 +406,51 @@ def test_positions_count_utf16_units(server, tmp_path):
     (model,) = [s for s in found if s.name == "m"]
     # `recipe "` is 8 units, the emoji 2, ` KD"  model ` 12: `m` starts at unit 22
     assert model.selection_range.start == lsp.Position(1, 22)
+
+
+# ---- the VS Code extension's TextMate grammar --------------------------------------------------------
+
+TEXTMATE = ROOT / "editors" / "vscode" / "syntaxes" / "kd.tmLanguage.json"
+
+
+def _alternatives(pattern: str) -> set[str]:
+    """The words of a `\\b(a|b|c)\\b` pattern."""
+    import re
+
+    (group,) = re.findall(r"\\b\(([A-Za-z_|]+)\)\\b", pattern)
+    return set(group.split("|"))
+
+
+def test_textmate_keywords_are_the_grammars():
+    import json
+
+    from kdlang.syntax import grammar
+    from kdlang.syntax.highlight import constant_keywords
+
+    repository = json.loads(TEXTMATE.read_text())["repository"]
+    keywords, constants = _alternatives(repository["keywords"]["match"]), _alternatives(repository["constants"]["match"])
+    assert constants == set(constant_keywords())
+    missing, extra = grammar.keywords() - constants - keywords, keywords - grammar.keywords()
+    assert not missing and not extra, f"add {sorted(missing)} to / remove {sorted(extra)} from {TEXTMATE}"
+
+
+def test_textmate_patterns_compile_and_the_extension_points_at_them():
+    import json
+    import re
+
+    def patterns(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from ([value] if key in ("match", "begin", "end") else patterns(value))
+        elif isinstance(node, list):
+            for value in node:
+                yield from patterns(value)
+
+    grammar_json = json.loads(TEXTMATE.read_text())
+    for pattern in patterns(grammar_json):
+        re.compile(pattern)  # the syntax used is common to Python and Oniguruma: a typo fails here
+    manifest = json.loads((TEXTMATE.parent.parent / "package.json").read_text())
+    (contributed,) = manifest["contributes"]["grammars"]
+    assert contributed["scopeName"] == grammar_json["scopeName"]
+    assert (TEXTMATE.parent.parent / contributed["path"]).resolve() == TEXTMATE.resolve()
+    assert manifest["contributes"]["languages"][0]["extensions"] == [".kd"]

@@ -8,8 +8,9 @@ After every change to a document:
 3. after `shape_delay` seconds without another change, or at once when it is saved or opened, the
    full check runs, shape pass included (it builds the models with torch: seconds on a big recipe).
 
-Each step has its own worker thread, so a running shape pass never holds up the next check, and
-requests (hover, completion) are answered while checks run. A change cancels the steps still
+The parse and the check take turns on one worker thread, the shape pass has its own, so a running
+shape pass never holds up the next check; requests (hover, completion) are answered meanwhile. A
+text that does not parse is not checked further (the check would find the same syntax error). A change cancels the steps still
 waiting; a result computed from an older text than the document's is dropped. Documents that `use`
 the changed one are checked again with it. Nothing a check raises stops the server: it is logged.
 """
@@ -58,8 +59,9 @@ class Checker:
         self.settings = settings
         self.publish = publish
         self.log = log
-        self.pools = {step: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kdlang-{step}")
-                      for step in (SYNTAX, CHECK, SHAPES)}
+        quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdlang-check")  # parse, then check: in turn
+        self.pools = {SYNTAX: quick, CHECK: quick,
+                      SHAPES: ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdlang-shapes")}
 
     def opened(self, document: Document) -> None:
         self._all_steps(document, check_delay=0.0, shape_delay=0.0)
@@ -78,7 +80,7 @@ class Checker:
             task.cancel()
 
     def shutdown(self) -> None:
-        for pool in self.pools.values():
+        for pool in set(self.pools.values()):
             pool.shutdown(wait=False, cancel_futures=True)
 
     async def settled(self, document: Document, step: str = CHECK, timeout: float = 10.0) -> None:
@@ -107,6 +109,9 @@ class Checker:
     async def _run(self, document: Document, step: str, delay: float) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
+        parsed = document.current(document.parsed)
+        if step != SYNTAX and parsed is not None and parsed.problem is not None:
+            return  # the text does not parse: a check would only say so again
         version, text, file = document.version, document.text, document.file
         texts = self.documents.open_texts()
         on_disk = document.path is not None
