@@ -132,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--smoke", action="store_true", help="every run for two batches a stage, into OUT-smoke")
     sweep.add_argument("--plan", action="store_true", help="list the runs, their folders and dependencies; run nothing")
     sweep.add_argument("--launcher", choices=("local", "ray", "slurm"), help="where runs execute (default local)")
-    sweep.add_argument("--jobs", type=int, metavar="N", help="local: runs at once (default: one per GPU, else 1)")
+    sweep.add_argument("--jobs", type=int, metavar="N",
+                       help="runs at once (local default: one per GPU, else 1; ray/slurm: no cap)")
     sweep.add_argument("--address", help="ray: the cluster's address (default: start a local Ray)")
     sweep.add_argument("--gpus-per-run", type=float, metavar="G", help="ray/slurm (and local GPU slots): GPUs a run")
     sweep.add_argument("--cpus-per-run", type=float, metavar="C", help="ray/slurm: CPUs a run")

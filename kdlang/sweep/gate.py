@@ -4,6 +4,7 @@ cluster this saves a queued GPU job that would have stopped at its first line.""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from kdlang.check import check_path
@@ -11,6 +12,7 @@ from kdlang.syntax.loader import UnreadableRecipe
 from kdlang.syntax.overrides import OverrideError, apply_overrides
 
 
+@functools.lru_cache(maxsize=4096)  # the seeds of one setting check once
 def first_error(root: Path, recipe: str, sets: tuple[str, ...]) -> str | None:
     """The first error of `recipe` under `sets` as one line (`file:line:col: error: ...`), or None."""
     path = root / recipe

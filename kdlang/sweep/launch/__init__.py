@@ -33,15 +33,21 @@ class Launcher(Protocol):
 def make_launcher(settings: dict, out: Path) -> Launcher:
     """The launcher a sweep's `[launcher]` settings (merged with the command line) ask for."""
     kind = settings.get("kind", "local")
+    if kind in ("ray", "slurm"):
+        launcher = _cluster(kind, settings, out)
+        launcher.slots = settings.get("jobs")  # a cap on queued runs (a cluster's submission limit), if given
+        return launcher
+    from kdlang.sweep.launch.local import LocalLauncher
+
+    return LocalLauncher(jobs=settings.get("jobs"), gpus_per_run=int(settings.get("gpus_per_run", 1) or 1))
+
+
+def _cluster(kind: str, settings: dict, out: Path):
     if kind == "ray":
         from kdlang.sweep.launch.on_ray import RayLauncher
 
         return RayLauncher(address=settings.get("address"), cpus=settings.get("cpus_per_run", 1.0),
                            gpus=settings.get("gpus_per_run", 0.0))
-    if kind == "slurm":
-        from kdlang.sweep.launch.on_slurm import SlurmLauncher
+    from kdlang.sweep.launch.on_slurm import SlurmLauncher
 
-        return SlurmLauncher(out / "sweep-logs" / "submitit", settings)
-    from kdlang.sweep.launch.local import LocalLauncher
-
-    return LocalLauncher(jobs=settings.get("jobs"), gpus_per_run=int(settings.get("gpus_per_run", 1) or 1))
+    return SlurmLauncher(out / "sweep-logs" / "submitit", settings)

@@ -29,7 +29,7 @@ class RayJob:
 
 
 class RayLauncher:
-    slots = None  # Ray queues the tasks until their resources are free
+    slots: int | None = None  # Ray queues the tasks until their resources are free
 
     def __init__(self, address: str | None = None, cpus: float = 1.0, gpus: float = 0.0):
         try:

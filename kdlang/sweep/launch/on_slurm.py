@@ -31,7 +31,7 @@ class SlurmJob:
 
 
 class SlurmLauncher:
-    slots = None  # Slurm queues the jobs
+    slots: int | None = None  # Slurm queues the jobs
 
     def __init__(self, folder: Path, settings: dict):
         try:
