@@ -39,7 +39,12 @@ class RayLauncher:
         self.ray = ray
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            except Exception as exc:  # no cluster at that address, a version mismatch: one line, not Ray's trace
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"--launcher ray: cannot start or reach Ray{f' at {address}' if address else ''}: "
+                                 f"{first}") from None
         self.cpus, self.gpus = cpus, gpus
         self.task = ray.remote(run_command).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
 

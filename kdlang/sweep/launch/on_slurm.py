@@ -6,6 +6,7 @@ executor, to try a sweep file's Slurm settings on one machine."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from kdlang.sweep.launch.command import run_command
@@ -38,7 +39,10 @@ class SlurmLauncher:
             import submitit
         except ImportError:
             raise ValueError("--launcher slurm needs the submitit package: pip install 'kdlang[slurm]'") from None
-        self.cluster = settings.get("cluster")
+        self.cluster = settings.get("cluster", "slurm")  # never submitit's guess: no Slurm is no silent local run
+        if self.cluster == "slurm" and shutil.which("sbatch") is None:
+            raise ValueError("--launcher slurm: no sbatch on this machine; run kdlang sweep on the cluster's login "
+                             "node (cluster = \"local\" in [launcher] tries the jobs here)")
         self.executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
         params = {"timeout_min": minutes(settings.get("time", "24:00:00")), "name": "kdlang",
                   "gpus_per_node": int(settings.get("gpus_per_run", 0)), "nodes": 1, "tasks_per_node": 1,
