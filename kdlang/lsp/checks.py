@@ -2,8 +2,8 @@
 
 After every change to a document:
 
-1. its text is parsed at once (a few milliseconds): a syntax error is published immediately, and
-   one just fixed is cleared immediately;
+1. its text is parsed at once (tens of milliseconds): a syntax error is published immediately, and
+   one just fixed is cleared immediately (skipped when the check itself runs at once, delay 0);
 2. after `check_delay` seconds without another change, `kdlang check --no-shapes` runs on it;
 3. after `shape_delay` seconds without another change, or at once when it is saved or opened, the
    full check runs, shape pass included (it builds the models with torch: seconds on a big recipe).
@@ -95,7 +95,8 @@ class Checker:
 
     # ---- the steps ----------------------------------------------------------------------------
     def _all_steps(self, document: Document, *, check_delay: float, shape_delay: float) -> None:
-        self._schedule(document, SYNTAX, 0.0)
+        if check_delay > 0:  # a check that starts at once reports a syntax error as soon as a parse would
+            self._schedule(document, SYNTAX, 0.0)
         self._schedule(document, CHECK, check_delay)
         if self.settings.shapes:
             self._schedule(document, SHAPES, shape_delay)
@@ -133,7 +134,7 @@ class Checker:
         if self.documents.get(document.uri) is not document:
             return  # closed meanwhile
         if step == SYNTAX:
-            if document.version == version:
+            if document.version == version and isinstance(result, Parsed):
                 document.parsed = result
         else:
             slot = "checked" if step == CHECK else "shaped"

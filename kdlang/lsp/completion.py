@@ -28,7 +28,7 @@ from kdlang.library.optimizers import LR_SCHEDULES, OPTIMIZERS
 from kdlang.library.signatures import COMBINATORS, REDUCERS
 from kdlang.lsp import library_docs
 from kdlang.lsp.analysis import Analysis
-from kdlang.syntax import ast, grammar
+from kdlang.syntax import grammar
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _BLANK = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*')  # strings and comments (a tap's `#k` is handled first)
@@ -46,7 +46,6 @@ class Candidate:
     kind: lsp.CompletionItemKind
     detail: str = ""
     documentation: str = ""
-    insert: str | None = None  # the text to insert, when not the label
     replace_from: int | None = None  # 0-based column where the replaced text starts, when not the word
 
 
@@ -88,35 +87,30 @@ def _open_call(code: str) -> int | None:
 
 
 def _in_call(analysis: Analysis | None, code: str, opened: int) -> list[Candidate]:
-    head = code[:opened]
-    callee_name = re.search(rf"({_IDENT}(?:\.{_IDENT})*)\s*$", head)
+    callee_name = re.search(rf"({_IDENT}(?:\.{_IDENT})*)\s*$", code[:opened])
     line_start = code.rfind("\n", 0, opened) + 1
-    first_word = (re.match(rf"\s*({_IDENT})", code[line_start:]) or [None, ""])[1]
+    first_word = _first_word(code[line_start:])
     inside = code[opened + 1:]
-    at_keyword = re.search(rf"(^|,)\s*({_IDENT})?$", inside) is not None  # not after `=`: a value goes there
-    statement = _statement_of(first_word)
-    if first_word == "stage" and callee_name is not None and re.match(rf"\s*stage\s+{_IDENT}\s*$", code[line_start:opened]):
-        callee = library_docs.statement_keywords(ast.Stage(ast.Name("")))
+    if first_word == "stage" and re.fullmatch(rf"\s*stage\s+{_IDENT}\s*", code[line_start:opened]):
+        callee = library_docs.statement_keywords("stage")
     elif first_word == "runtime":
-        callee = library_docs.statement_keywords(ast.Runtime())
+        callee = library_docs.statement_keywords("runtime")
     else:
-        callee = library_docs.callee(callee_name.group(1), statement) if callee_name is not None else None
+        callee = library_docs.callee(callee_name.group(1), first_word) if callee_name is not None else None
     out: list[Candidate] = []
+    at_keyword = re.search(rf"(^|,)\s*({_IDENT})?$", inside) is not None  # not after `=`: a value goes there
     if at_keyword and callee is not None:
         given = set(re.findall(rf"({_IDENT})\s*=(?!=)", inside))
-        out += [Candidate(f"{key}=", lsp.CompletionItemKind.Property,
-                          f"default {library_docs.value_text(default)}", insert=f"{key}=")
+        out += [Candidate(f"{key}=", lsp.CompletionItemKind.Property, f"default {library_docs.value_text(default)}")
                 for key, default in callee.keywords.items() if key not in given]
     if first_word in ("loss", "excite", "schedule"):  # an expression: names and functions
         out += _expression(analysis, code)
     return out
 
 
-def _statement_of(word: str) -> object | None:
-    """A stand-in statement of the kind `word` starts, for the library's by-context lookups."""
-    call = ast.Call(ast.Ref(ast.Name("")))
-    return {"optimizer": ast.Optimizer(call), "lr": ast.Lr(call), "model": ast.Model(ast.Name(""), call),
-            "data": ast.Data(None, call), "branch": ast.Branch(ast.Name(""), ast.Name(""), call)}.get(word)
+def _first_word(line: str) -> str:
+    found = re.match(rf"\s*({_IDENT})", line)
+    return found.group(1) if found else ""
 
 
 # ---- statements -------------------------------------------------------------------------------

@@ -42,6 +42,15 @@ def current(document: Document, codec: PositionCodec) -> list[lsp.Diagnostic] | 
     return None
 
 
+def shows_syntax_error(document: Document) -> bool:
+    """What `current` gives for the document now is a syntax error of its own text."""
+    parsed = document.current(document.parsed)
+    if parsed is not None:
+        return parsed.problem is not None
+    result = document.current(document.shaped) or document.current(document.checked)
+    return result is not None and result.checked.program is None
+
+
 def to_lsp(found: Iterable[Diagnostic], file: str, sources: SourceMap, files: Iterable[ast.Recipe],
            codec: PositionCodec) -> list[lsp.Diagnostic]:
     """The LSP diagnostics of document `file` for the `found` diagnostics of its check; `sources`

@@ -13,7 +13,7 @@ the diagnostics of a recipe that `use`s it at the next check.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -44,6 +44,9 @@ class Result:
     checked: Checked
 
 
+_Step = TypeVar("_Step", Parsed, Result)
+
+
 @attrs.define
 class Document:
     """An open document and its latest analyses."""
@@ -65,7 +68,7 @@ class Document:
         """The file name kdlang's spans carry for this document."""
         return self.path or self.uri
 
-    def current(self, result: Result | None) -> Result | None:
+    def current(self, result: _Step | None) -> _Step | None:
         """`result` if it was computed from the text the editor shows now."""
         return result if result is not None and result.version == self.version else None
 

@@ -72,6 +72,8 @@ def _model(analysis: Analysis, decl: Decl) -> list[str | None]:
     callee = library_docs.model(decl.node.source.name)
     out: list[str | None] = [callee.doc.split("\n")[0] if callee is not None else None]
     built_in_pass = analysis.shapes.models.get(decl.name) if analysis.shapes is not None else None
+    count: int | None
+    shape: tuple | None
     if built_in_pass is not None:
         count = sum(p.numel() for p in built_in_pass.module.parameters())
         shape = tuple(built_in_pass.input_shape)
@@ -198,7 +200,7 @@ def _mirrored_levels(analysis: Analysis, node: ast.Granularity) -> tuple:
 
 
 def _call(analysis: Analysis, where: Any, call: ast.Call) -> Answer | None:
-    callee = library_docs.callee(call.name, where.statement)
+    callee = library_docs.callee(call.name, library_docs.context_word(where.statement))
     if callee is None:
         return None
     text = callee.doc
@@ -216,8 +218,8 @@ def _call(analysis: Analysis, where: Any, call: ast.Call) -> Answer | None:
 
 def _keyword(analysis: Analysis, where: Any, kwarg: ast.KwArg) -> Answer | None:
     calls = [n for n in where.chain if isinstance(n, ast.Call) and kwarg in n.kwargs]
-    callee = library_docs.callee(calls[-1].name, where.statement) if calls else \
-        library_docs.statement_keywords(where.statement)
+    context = library_docs.context_word(where.statement)
+    callee = library_docs.callee(calls[-1].name, context) if calls else library_docs.statement_keywords(context)
     key = kwarg.name.text
     if callee is None or key not in callee.keywords:
         return None

@@ -56,17 +56,26 @@ def keywords_text(keywords: dict) -> str:
     return ", ".join(f"`{k}={value_text(v)}`" for k, v in keywords.items()) or "none"
 
 
-def callee(name: str, statement: object) -> Callee | None:
-    """The callable `name` means in `statement` (a statement or stage item), None if unknown."""
-    if isinstance(statement, ast.Optimizer):
+def context_word(statement: object) -> str:
+    """The keyword that starts `statement` (`optimizer`, `model`, `loss`...): what its calls mean."""
+    return _WORDS.get(type(statement), "")
+
+
+_WORDS = {ast.Optimizer: "optimizer", ast.Lr: "lr", ast.Branch: "branch", ast.Model: "model", ast.Data: "data",
+          ast.Stage: "stage", ast.Runtime: "runtime", ast.Granularity: "level"}
+
+
+def callee(name: str, context: str) -> Callee | None:
+    """The callable `name` means in a statement starting with keyword `context`, None if unknown."""
+    if context == "optimizer":
         return _signature(OPTIMIZERS.get(name), "optimizer")
-    if isinstance(statement, ast.Lr):
+    if context == "lr":
         return _signature(LR_SCHEDULES.get(name), "lr schedule")
-    if isinstance(statement, ast.Branch):
+    if context == "branch":
         return _signature(catalog.BRANCHES.get(name) or _plugin_branch(name), "branch")
-    if isinstance(statement, ast.Model):
+    if context == "model":
         return model(name)
-    if isinstance(statement, ast.Data):
+    if context == "data":
         return data_set(name)
     return expression_callee(name)
 
@@ -130,15 +139,10 @@ def data_set(name: str) -> Callee | None:
     return Callee(name, "data set", keywords, doc)
 
 
-def statement_keywords(statement: object) -> Callee | None:
-    """The keywords a statement itself takes: `stage NAME(...)`, `runtime(...)`, a `level`."""
-    if isinstance(statement, ast.Stage):
-        return _signature(STAGE_ARGS, "stage")
-    if isinstance(statement, ast.Runtime):
-        return _signature(RUNTIME_ARGS, "runtime")
-    if isinstance(statement, ast.Granularity):
-        return _signature(LEVEL_ARGS, "level")
-    return None
+def statement_keywords(context: str) -> Callee | None:
+    """The keywords a statement itself takes: `stage NAME(...)`, `runtime(...)`, a granularity's `level`."""
+    signature = {"stage": STAGE_ARGS, "runtime": RUNTIME_ARGS, "level": LEVEL_ARGS}.get(context)
+    return _signature(signature, context) if signature is not None else None
 
 
 def _signature(signature: Signature | None, kind: str) -> Callee | None:

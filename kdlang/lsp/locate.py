@@ -51,7 +51,7 @@ def _roots(node: object) -> tuple:
     return ()
 
 
-def _chain(roots, line: int, col: int) -> tuple:
+def _chain(roots: tuple, line: int, col: int) -> tuple:
     chain: list = []
     todo = [r for r in roots if contains(r.span, line, col)]
     while todo:

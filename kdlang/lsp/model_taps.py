@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 
@@ -50,8 +50,8 @@ class ModelTaps:
         kwargs = _static_kwargs(model.source, symbols)
         classes = kwargs.pop("classes", None)
         in_channels = kwargs.pop("in_channels", None)
-        for key in PRETRAINED_KWARGS:
-            kwargs.pop(key, None)
+        for pretrained in PRETRAINED_KWARGS:
+            kwargs.pop(pretrained, None)
         try:
             data = _data_info(symbols)
             shape = tuple(data.input_shape) if data is not None else tuple(models.info(source).input_size)
@@ -72,7 +72,7 @@ class ModelTaps:
 
         return self._remember(key, build)
 
-    def _remember(self, key: tuple, build) -> BuiltModel | None:
+    def _remember(self, key: tuple, build: Callable[[], BuiltModel]) -> BuiltModel | None:
         with self._lock:
             if key in self._built:
                 self._built.move_to_end(key)

@@ -23,6 +23,7 @@ from kdlang.lsp.documents import Document, Documents
 from kdlang.lsp.model_taps import ModelTaps
 from kdlang.lsp.positions import path_to_uri, position_to_point, same_file, span_to_range
 from kdlang.source import Span
+from kdlang.syntax import ast
 from kdlang.version import __version__
 
 FIRST_CHECK_WAIT = 20.0  # seconds a request waits for a document's first check (torch's import included)
@@ -48,8 +49,7 @@ class KdlangServer(LanguageServer):
         found = diagnostics.current(document, self.workspace.position_codec)
         if found is None:
             return
-        parsed = document.current(document.parsed)
-        document.showing_syntax_error = parsed is not None and parsed.problem is not None
+        document.showing_syntax_error = diagnostics.shows_syntax_error(document)
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=document.uri, diagnostics=found, version=document.version))
 
@@ -61,6 +61,12 @@ class KdlangServer(LanguageServer):
         if document.latest_checked() is None:
             await self.checker.settled(document, timeout=FIRST_CHECK_WAIT)
         return analyses.of(document, self.model_taps)
+
+    async def analysed(self, uri: str) -> tuple[Document, analyses.Analysis] | None:
+        """An open document and its analysis; None for a document not open or not yet parsed once."""
+        document = self.document(uri)
+        found = await self.analysis(document) if document is not None else None
+        return (document, found) if document is not None and found is not None else None
 
     async def in_thread(self, work: Callable[[], Any]) -> Any:
         """Work that may build a model (hover, completion) runs off the protocol's thread."""
@@ -133,16 +139,17 @@ def make_server(settings: Settings | None = None) -> KdlangServer:
     @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
     @guarded
     async def definition(ls: KdlangServer, params: lsp.DefinitionParams) -> lsp.Location | None:
-        document = ls.document(params.text_document.uri)
-        found = await ls.analysis(document) if document is not None else None
-        if found is None:
+        got = await ls.analysed(params.text_document.uri)
+        if got is None:
             return None
+        document, found = got
         line, col = ls.point(document, params.position)
         here = navigation.at(found.occurrences, found.file, line, col)
         if here is not None:
             declared = navigation.declaration(found.occurrences, here.key)
             return ls.location(declared.span, found.checked.sources) if declared is not None else None
-        target = navigation.use_at(found.checked.program.root, line, col)
+        root = found.checked.program.root if found.checked.program is not None else None
+        target = navigation.use_at(root, line, col) if root is not None else None
         if target is None:
             return None
         start = lsp.Position(line=0, character=0)
@@ -151,10 +158,10 @@ def make_server(settings: Settings | None = None) -> KdlangServer:
     @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
     @guarded
     async def references(ls: KdlangServer, params: lsp.ReferenceParams) -> list[lsp.Location] | None:
-        document = ls.document(params.text_document.uri)
-        found = await ls.analysis(document) if document is not None else None
-        if found is None:
+        got = await ls.analysed(params.text_document.uri)
+        if got is None:
             return None
+        document, found = got
         here = navigation.at(found.occurrences, found.file, *ls.point(document, params.position))
         if here is None:
             return None
@@ -165,10 +172,10 @@ def make_server(settings: Settings | None = None) -> KdlangServer:
     @server.feature(lsp.TEXT_DOCUMENT_HOVER)
     @guarded
     async def on_hover(ls: KdlangServer, params: lsp.HoverParams) -> lsp.Hover | None:
-        document = ls.document(params.text_document.uri)
-        found = await ls.analysis(document) if document is not None else None
-        if found is None:
+        got = await ls.analysed(params.text_document.uri)
+        if got is None:
             return None
+        document, found = got
         line, col = ls.point(document, params.position)
         answer = await ls.in_thread(lambda: hover.hover(found, line, col))
         if answer is None:
@@ -192,7 +199,7 @@ def make_server(settings: Settings | None = None) -> KdlangServer:
         items = []
         for rank, candidate in enumerate(candidates):
             item = lsp.CompletionItem(label=candidate.label, kind=candidate.kind, detail=candidate.detail or None,
-                                      sort_text=f"{rank:05d}", insert_text=candidate.insert)
+                                      sort_text=f"{rank:05d}")
             if candidate.documentation:
                 item.documentation = lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=candidate.documentation)
             if candidate.replace_from is not None:
@@ -217,17 +224,28 @@ def make_server(settings: Settings | None = None) -> KdlangServer:
         document = ls.document(params.text_document.uri)
         if document is None:
             return None
-        parsed = document.current(document.parsed)
-        if parsed is None:
-            await ls.checker.settled(document, "syntax")
-            parsed = document.current(document.parsed)
-        if parsed is None or parsed.recipe is None:
+        await ls.checker.settled(document, "syntax")
+        recipe = _current_recipe(document)
+        if recipe is None:  # not parsed on its own (the check parses it when it runs at once)
+            await ls.checker.settled(document, "check")
+            recipe = _current_recipe(document)
+        if recipe is None:
             return None
         lines = document.text.splitlines(keepends=True)
         codec = ls.workspace.position_codec
-        return outline.document_symbols(parsed.recipe, lambda span: span_to_range(span, lines, codec))
+        return outline.document_symbols(recipe, lambda span: span_to_range(span, lines, codec))
 
     return server
+
+
+def _current_recipe(document: Document) -> ast.Recipe | None:
+    """The document's own AST for the text the editor shows, from its parse or its check."""
+    parsed = document.current(document.parsed)
+    if parsed is not None:
+        return parsed.recipe
+    result = document.current(document.checked) or document.current(document.shaped)
+    program = result.checked.program if result is not None else None
+    return program.root if program is not None else None
 
 
 def serve(settings: Settings | None = None) -> None:
