@@ -130,6 +130,7 @@ def test_ray_in_local_mode_runs_the_smoke_sweep(local_ray, tmp_path, capsys, mon
     assert_two_done_two_failed(tmp_path)
 
 
+@pytest.mark.slow  # each job is a Python process that starts the run's own: two start-ups a run
 def test_submitits_local_executor_runs_the_smoke_sweep(tmp_path, capsys, monkeypatch):
     pytest.importorskip("submitit")
     monkeypatch.chdir(tmp_path)
