@@ -140,7 +140,9 @@ def fresh(request):
     """Each test opens its own documents (an open document's checks would slow the next test)."""
     yield
     if "server" in request.fixturenames:
-        request.getfixturevalue("server").close_all()
+        session = request.getfixturevalue("server")
+        session.close_all()
+        assert not [message for message in session.logs if "internal error" in message or "failed" in message]
 
 
 @pytest.fixture
@@ -406,6 +408,33 @@ def test_positions_count_utf16_units(server, tmp_path):
     (model,) = [s for s in found if s.name == "m"]
     # `recipe "` is 8 units, the emoji 2, ` KD"  model ` 12: `m` starts at unit 22
     assert model.selection_range.start == lsp.Position(1, 22)
+
+
+# ---- every position, in process ---------------------------------------------------------------------
+
+
+def test_features_answer_at_every_position_without_raising():
+    """Hover, definition and completion everywhere in the quickstart, and completion after every
+    prefix of it (a line being typed), from the same analysis a request reads: answers or None,
+    never an exception (which the server would log as an internal error)."""
+    from kdlang.lsp import analysis, completion, hover, navigation
+    from kdlang.lsp.documents import Documents, Result, check_document
+    from kdlang.lsp.model_taps import ModelTaps
+
+    text = QUICKSTART.read_text()
+    documents = Documents()
+    document = documents.open(QUICKSTART.resolve().as_uri(), text, 1)
+    document.checked = Result(1, check_document(document.file, text, {}, shapes=False, on_disk=True))
+    found = analysis.of(document, ModelTaps())
+    answered = 0
+    for line, row in enumerate(text.splitlines(), start=1):
+        for col in range(1, len(row) + 2):
+            answered += hover.hover(found, line, col) is not None
+            navigation.at(found.occurrences, found.file, line, col)
+    assert answered > 300
+    for end in range(0, len(text), 3):
+        completion.complete(text[:end], found)
+        completion.complete(text[:end], None)
 
 
 # ---- the VS Code extension's TextMate grammar --------------------------------------------------------
