@@ -6,6 +6,7 @@ instead of raising, so one run shows every independent problem at once.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 import attrs
@@ -34,9 +35,7 @@ class Diagnostic:
     def format(self, sources: "SourceMap | None" = None, *, color: bool = False) -> str:
         """The diagnostic as the compiler prints it; `color` adds ANSI styles (the command line
         asks for them on a terminal, see `kdlang.terminal`), the words stay the same."""
-        def paint(text, *styles):
-            return terminal.paint(text, *styles, color=color)
-
+        paint = functools.partial(terminal.paint, color=color)
         lines = [f"{paint(f'{self.span}:', terminal.BOLD)} "
                  f"{paint(self.severity + ':', terminal.BOLD, _SEVERITY_COLOR.get(self.severity, ''))} "
                  f"{paint(self.message, terminal.BOLD)}"]

@@ -74,9 +74,10 @@ def _is_terminal(stream: TextIO) -> bool:
 
 def paint(text: str, *styles: str, color: bool) -> str:
     """`text` in the given ANSI styles when `color`, else `text` unchanged."""
-    if not color or not styles or not text:
+    codes = ";".join(style for style in styles if style)
+    if not color or not codes or not text:
         return text
-    return f"\x1b[{';'.join(styles)}m{text}\x1b[0m"
+    return f"\x1b[{codes}m{text}\x1b[0m"
 
 
 def say(line: str) -> None:
