@@ -117,9 +117,9 @@ def cli_reference() -> str:
     from kdlang.cli import _parser
 
     parser = _parser()
-    sections = ["## kdlang\n", _help_block(parser)]
+    sections = ["### kdlang\n", _help_block(parser)]
     for name, command in _commands(parser):
-        sections += [f"## kdlang {name}\n", _help_block(command)]
+        sections += [f"### kdlang {name}\n", _help_block(command)]
     return "\n".join(sections)
 
 
