@@ -154,7 +154,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def _timeless(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "seconds"}
+    return {k: v for k, v in row.items() if k not in ("seconds", "data_wait")}
 
 
 def timed(function, *args, **kwargs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import attrs
 
 from kdlang.ir.shapes import augment_spec
@@ -19,6 +21,26 @@ class StageData:
         self.train.set_epoch(epoch)
 
 
+class Waited:
+    """A loader's batches, adding up the seconds the consumer waited for each: the share of an
+    epoch spent waiting for data, which says when `data(..., workers=N)` would help."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+        self.seconds = 0.0
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            started = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            self.seconds += time.perf_counter() - started
+            yield batch
+
+
 _CACHE: dict = {}
 
 
@@ -27,8 +49,9 @@ def noisy_test(recipe, stage: str, seed: int, std: float, world=None):
     return stage_data(recipe, stage, seed, world, test_augment=[("noise", (float(std),), {})]).test
 
 
-def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> StageData:
-    """Loaders for a stage; under DDP each rank gets its slice of the single-process batches."""
+def stage_data(recipe, stage: str, seed: int, world=None, test_augment=(), pin_memory: bool = False) -> StageData:
+    """Loaders for a stage; under DDP each rank gets its slice of the single-process batches.
+    `pin_memory` for a CUDA device: batches in page-locked memory copy to it asynchronously."""
     from kdlang.library import datasets
     from kdlang.runtime.distributed import SINGLE, GlobalBatchShard, StridedShard
 
@@ -45,13 +68,15 @@ def stage_data(recipe, stage: str, seed: int, world=None, test_augment=()) -> St
         bundle = _CACHE[cache_key] = datasets.build(data.call.name, augment=augment, seed=seed,
                                                     test_augment=list(test_augment), **kwargs)
     train = datasets.loader(bundle.train, batch_size=batch // world.size, shuffle=False, seed=seed,
-                            num_workers=workers, sampler=GlobalBatchShard(len(bundle.train), batch, world, seed))
+                            num_workers=workers, sampler=GlobalBatchShard(len(bundle.train), batch, world, seed),
+                            pin_memory=pin_memory)
 
     def evaluation(split):
         if split is None:
             return None
         sampler = StridedShard(len(split), world) if world.active else None
-        return datasets.loader(split, batch_size=batch, shuffle=False, seed=seed, num_workers=workers, sampler=sampler)
+        return datasets.loader(split, batch_size=batch, shuffle=False, seed=seed, num_workers=workers, sampler=sampler,
+                               pin_memory=pin_memory)
 
     augmented = any(name != "normalize" for name, _, _ in augment)
     return StageData(train, evaluation(bundle.val), evaluation(bundle.test), bundle.num_train, augmented)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from kdlang import checkpoint_io
-from kdlang.runtime import distributed, guards, progress
+from kdlang.runtime import distributed, guards, precision, progress
 from kdlang.runtime.metrics import MetricsLog, accuracy_counts
 from kdlang.runtime.optim import build_optimizer, build_lr_lambda
 from kdlang.runtime.options import RuntimeOptions
@@ -45,6 +45,7 @@ class Trainer:
         self.channels_last = self.options.use_channels_last(str(self.device))
         self.metrics = MetricsLog(self.out, writer=world.main)
         self.results: list[dict] = []
+        self._hinted: set[str] = set()  # stages already told that they wait for data
 
     # ---- the run ------------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -75,10 +76,11 @@ class Trainer:
                               f"({', '.join(self.recipe.stages)}); start afresh with --out DIR")
 
     def run_stage(self, stage: str, resume_state=None) -> dict:
-        from kdlang.runtime.data import stage_data
+        from kdlang.runtime.data import Waited, stage_data
 
         torch.manual_seed(self.seed)
-        data = stage_data(self.recipe, stage, seed=self.seed, world=self.world)
+        data = stage_data(self.recipe, stage, seed=self.seed, world=self.world,
+                          pin_memory=self.device.type == "cuda")
         self.recipe.num_data = data.num_train
         module = self.recipe.compile(stage, self.device)
         planned = self.recipe.program.stage(stage)
@@ -97,6 +99,8 @@ class Trainer:
             module = module.to(memory_format=torch.channels_last)
         if self.options.compile:
             module.compile_models()
+        if resume_state is None and not self.smoke:
+            self._bf16_probe(module, planned, data, stage)
         scaler = self.options.scaler(str(self.device))
         runner = distributed.wrap(module, self.world, self.device)
         epochs = 1 if self.smoke else planned.epoch_count  # smoke: two batches a stage
@@ -122,12 +126,17 @@ class Trainer:
                  f"losses {', '.join(module.loss_names.values())}")
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
-            train_losses = self._train_epoch(module, runner, optimizer, scheduler, scaler, data, stage, epoch,
-                                             epochs, steps, clip)
+            batches = Waited(data.train)
+            train_losses = self._train_epoch(module, runner, optimizer, scheduler, scaler, data, batches, stage,
+                                             epoch, epochs, steps, clip)
+            training = time.perf_counter() - started
             evaluated = self._evaluate(module, data)
+            evaluated.update(self._bf16_parity(module, data, stage, epoch))
             last_metrics = {**{f"train/{k}": v for k, v in train_losses.items()}, **evaluated}
             self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
-                                              "seconds": round(time.perf_counter() - started, 3)})
+                                              "seconds": round(time.perf_counter() - started, 3),
+                                              "data_wait": round(batches.seconds / max(training, 1e-9), 3)})
+            self._hint_data_wait(stage, batches.seconds, training, data)
             improved = selection.update(epoch, evaluated, lambda: self._component_states(module))
             self.log(progress.epoch_line(stage, epoch, epochs, train_losses, evaluated))
             self.rundir.commit({
@@ -198,7 +207,42 @@ class Trainer:
         inputs = inputs.to(self.device, non_blocking=True)
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last and inputs.dim() == 4 else inputs
 
-    def _train_epoch(self, module, runner, optimizer, scheduler, scaler, data, stage, epoch, epochs, steps,
+    def _bf16_parity(self, module, data, stage: str, epoch: int) -> dict:
+        """CPU bf16 only: the trained head's top-1 in fp32 against bf16 on held-out batches; an
+        epoch that lost more than `precision.TOLERANCE` points stops the run before its commit."""
+        if not precision.watched(self.options.amp, str(self.device)):
+            return {}
+        held_out = data.val if data.val is not None else data.test
+        parity = precision.measure(module, held_out, self.device, self.world, self.channels_last)
+        if parity is None:
+            return {}
+        self.log(parity.line(stage, epoch))
+        if parity.gap > precision.TOLERANCE:
+            raise precision.refuse(parity, f"at stage {stage}, epoch {epoch + 1}",
+                                   guards.Place(stage, epoch, 0, self.out).checkpoint())
+        return {"bf16_gap": parity.gap}
+
+    def _bf16_probe(self, module, planned, data, stage: str) -> None:
+        """CPU bf16 only, before a stage trains: a short fp32 and bf16 run from the same weights."""
+        if not precision.watched(self.options.amp, str(self.device)):
+            return
+        held_out = data.val if data.val is not None else data.test
+        probe = precision.probe(module, planned, data.train, held_out, self.device, self.world, self.channels_last)
+        if probe is None:
+            return
+        self.log(probe.line(stage))
+        if probe.parity.gap > precision.TOLERANCE:
+            raise precision.refuse(probe.parity, f"in a {probe.steps}-step probe before stage {stage} trained",
+                                   guards.Place(stage, 0, 0, self.out).checkpoint())
+
+    def _hint_data_wait(self, stage: str, waited: float, training: float, data) -> None:
+        """Say once per stage when the step waits for data a large share of the epoch."""
+        if waited > 0.2 * training and stage not in self._hinted:
+            self._hinted.add(stage)
+            self.log(f"stage {stage}: {100 * waited / training:.0f}% of the epoch waited for data; "
+                     f"data(..., workers=N) loads batches in N background processes")
+
+    def _train_epoch(self, module, runner, optimizer, scheduler, scaler, data, batches, stage, epoch, epochs, steps,
                      clip=None) -> dict:
         module.train()
         data.set_epoch(epoch)
@@ -207,7 +251,7 @@ class Trainer:
         sums: dict = {}
         trained = 0
         bar = progress.Bar(f"{stage} {epoch + 1}/{epochs}", steps, every=self.options.log_every, log=self.log)
-        for step, (inputs, labels, index) in enumerate(data.train):
+        for step, (inputs, labels, index) in enumerate(batches):
             if step >= steps:
                 break
             module.time = epoch + step / steps

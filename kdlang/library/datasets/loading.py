@@ -68,12 +68,14 @@ def loader(
     drop_last: bool = False,
     sampler: Sampler | None = None,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> EpochLoader:
     """Build a reproducible loader yielding ``(images, labels, indices)`` batches.
 
     `sampler` (e.g. a `DistributedSampler`) replaces shuffling; its
     ``set_epoch`` is called each epoch too. Workers are re-created every epoch
-    (no persistent workers) so they always see the current epoch.
+    (no persistent workers) so they always see the current epoch. `pin_memory`
+    (for CUDA) lets host-to-device copies overlap the step.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -88,5 +90,6 @@ def loader(
         sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         collate_fn=collate,
     )

@@ -29,6 +29,32 @@ def tinynet(num_classes=10, in_channels=3, width=8):
     return TinyNet(num_classes, in_channels, width)
 
 
+class BiasedNet(nn.Module):
+    """Convolutions with large biases before BatchNorm: the model CPU bf16 autocast wrecks (the
+    biases swamp the signal once BatchNorm's input is rounded to bf16's 8 significant bits)."""
+
+    def __init__(self, num_classes=10, in_channels=3, width=8, bias=128.0):
+        super().__init__()
+        layers, channels = [], in_channels
+        for out in (width, 2 * width):
+            conv = nn.Conv2d(channels, out, 3, padding=1, bias=True)
+            nn.init.constant_(conv.bias, bias)
+            layers += [conv, nn.BatchNorm2d(out), nn.ReLU()]
+            channels = out
+        self.body = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        return self.head(self.pool(self.body(x)).flatten(1))
+
+
+@register.model("acme.biasednet", input_size=(3, 16, 16))
+def biasednet(num_classes=10, in_channels=3, width=8, bias=128.0):
+    """Biased convolutions before BatchNorm (the acme test plugin's bf16 trap)."""
+    return BiasedNet(num_classes, in_channels, width, bias)
+
+
 @register.dataset("acme.stripes", classes=3, input_shape=(3, 16, 16), train_size=96)
 def stripes(root, download, *, seed, size=96, test_size=48):
     """Images whose stripe orientation is the class: learnable in a few steps."""
