@@ -208,9 +208,10 @@ def test_runtime_log_every_is_checked():
     assert bad.errors and "log_every" in bad.format()
 
 
-def test_smoke_run_logs_steps_and_quiet_run_does_not(capsys, tmp_path):
-    code, out, _ = cli(capsys, "compile", TINY, "--run", "--smoke", "--out", tmp_path / "a", "--log-every", "1")
+def test_smoke_run_logs_steps_verbose_says_where_and_quiet_run_is_quiet(capsys, tmp_path):
+    code, out, err = cli(capsys, "compile", "-v", TINY, "--run", "--smoke", "--out", tmp_path / "a", "--log-every", "1")
     assert code == 0
+    assert f"{TINY}: training into {tmp_path / 'a'} with seed 0" in err  # -v: where, how
     assert re.search(r"^teach 1/1 step 1/2: ce=\d+\.\d{4}$", out, re.M)
     assert re.search(r"^distill 1/1 step 2/2: ce=\S+ kd=\S+ codes=\S+$", out, re.M)
     assert "teach epoch 1/1:" in out
