@@ -265,6 +265,9 @@ def test_hover_tap_model_loss_and_keyword(server):
     assert span(found) == (line, col, line, col + 2)
     found = server.hover(uri, *position(text, "momentum=0.9", 1))
     assert "`momentum` of optimizer `sgd`: default `0.0`" in found.contents.value
+    found = server.hover(uri, *position(text, "loss levels", len("loss ")))  # a declared loss: what it calls
+    assert "computed in stage `analyze`" in found.contents.value
+    assert "- `kd`: Hinton KD" in found.contents.value and "`label_smoothing=0.0`" in found.contents.value
 
 
 def test_hover_schedule_value_over_its_stage(server, tmp_path):

@@ -118,6 +118,12 @@ def _computed(analysis: Analysis, decl: Decl) -> list[str | None]:
     stages = [decl.scope] if decl.scope else _stages_reading(analysis, decl.key)
     if stages:
         out.append("- computed in stage " + ", ".join(f"`{s}`" for s in stages))
+    called = dict.fromkeys(node.name for node in ast.walk(decl.node.value) if isinstance(node, ast.Call))
+    for name in called:
+        callee = library_docs.expression_callee(name)
+        if callee is not None and callee.kind == "loss":
+            summary = callee.doc.split("\n")[0].split(": ", 1)[-1]
+            out.append(f"- `{name}`: {summary}; defaults {library_docs.keywords_text(callee.keywords)}")
     return out
 
 
