@@ -176,6 +176,17 @@ def test_initialize_advertises_every_feature(server):
 # ---- diagnostics ---------------------------------------------------------------------------------
 
 
+def test_shape_pass_diagnostic_on_the_layer(server, scratch):
+    """The shape pass (models built and traced) finds a layer the model does not have."""
+    uri = server.open(scratch)
+    broken = scratch.read_text().replace("tap s_feat   = student.pool", "tap s_feat   = student.pol")
+    server.change(uri, broken)
+    (problem,) = server.diagnostics(uri, until=bool)
+    line, col = position(broken, "student.pol", len("student."))
+    assert span(problem) == (line, col, line, col + len("pol"))
+    assert "`pool`" in problem.message  # the hint names the layer meant
+
+
 def test_clean_recipes_publish_no_diagnostics(server):
     assert server.diagnostics(server.open(QUICKSTART)) == []
     assert server.diagnostics(server.open(MAS_KD)) == []
@@ -207,17 +218,6 @@ def test_unknown_name_at_its_place_with_hint_then_cleared(server, scratch):
     assert "s_logitz" in problem.message and "did you mean `s_logits`" in problem.message
     server.change(uri, text)
     assert server.diagnostics(uri, until=lambda found: found == []) == []
-
-
-def test_shape_pass_diagnostic_on_the_layer(server, scratch):
-    """The shape pass (models built and traced) finds a layer the model does not have."""
-    uri = server.open(scratch)
-    broken = scratch.read_text().replace("tap s_feat   = student.pool", "tap s_feat   = student.pol")
-    server.change(uri, broken)
-    (problem,) = server.diagnostics(uri, until=bool)
-    line, col = position(broken, "student.pol", len("student."))
-    assert span(problem) == (line, col, line, col + len("pol"))
-    assert "`pool`" in problem.message  # the hint names the layer meant
 
 
 def test_problem_inside_a_fragment_shows_on_its_use_line(server, tmp_path):
