@@ -22,7 +22,7 @@ pip_quiet() {
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import kdlang, torch, torchvision, lark, networkx, attrs, graphviz, pytest, hypothesis, mypy, importlinter, safetensors, onnx, onnxscript, onnxruntime, timm, matplotlib, pygls, lsprotocol, tensorboard, mlflow, ray, submitit, material, lightning" 2>/dev/null; then
+if ! .venv/bin/python -c "import kdlang, torch, torchvision, lark, networkx, attrs, graphviz, pytest, hypothesis, mypy, importlinter, safetensors, onnx, onnxscript, onnxruntime, timm, matplotlib, pygls, lsprotocol, tensorboard, mlflow, ray, submitit, material, lightning, pygments, shtab" 2>/dev/null; then
   pip_quiet install -q --upgrade pip
   # torch/torchvision pinned to the pair this machine serves from local disk (see README)
   pip_quiet install -q "torch==2.14.1" "torchvision==0.29.1"
