@@ -223,16 +223,35 @@ def test_unknown_name_at_its_place_with_hint_then_cleared(server, scratch):
 def test_problem_inside_a_fragment_shows_on_its_use_line(server, tmp_path):
     fragment = tmp_path / "parts.kd"
     fragment.write_text("kdlang 1 fragment\ntap s_feat = student.pool\nloss extra = mse(s_feat, nowhere)\n")
-    recipe = QUICKSTART.read_text().replace("tap s_feat   = student.pool  # pooled penultimate feature\n", "")
+    recipe = QUICKSTART.read_text().replace("tap s_feat   = student.pool\n", "")
     recipe += '\nuse "parts.kd"\n'
     uri = server.open(tmp_path / "main.kd", recipe)
     problems = server.diagnostics(uri, until=bool)
+    assert all(p.message.startswith("parts.kd:") for p in problems)  # the recipe itself is sound
     unknown = next(p for p in problems if "nowhere" in p.message)
     line, _ = position(recipe, 'use "parts.kd"')
     assert span(unknown) == (line, 0, line, len('use "parts.kd"'))
     assert unknown.message.startswith("parts.kd:3:")
     (here,) = [r for r in unknown.related_information if r.location.uri == fragment.resolve().as_uri()]
     assert here.location.range.start == lsp.Position(2, len("loss extra = mse(s_feat, "))
+
+
+def test_unsaved_fragment_edit_rechecks_the_recipe_using_it(server, tmp_path):
+    fragment = tmp_path / "parts.kd"
+    fragment.write_text("kdlang 1 fragment\ntap s_feat = student.pool\n")
+    recipe = QUICKSTART.read_text().replace("tap s_feat   = student.pool\n", "")
+    recipe += '\nuse "parts.kd"\n'
+    uri = server.open(tmp_path / "main.kd", recipe)
+    assert server.diagnostics(uri) == []
+    fragment_uri = server.open(fragment)
+    server.change(fragment_uri, "kdlang 1 fragment\ntap s_feat = studnt.pool\n")  # not saved: the disk is unchanged
+    deadline = time.monotonic() + WAIT
+    while not [p for p in server.published.get(uri, ()) if any("studnt" in d.message for d in p.diagnostics)]:
+        assert time.monotonic() < deadline, server.published.get(uri)
+        time.sleep(0.02)
+    problems = [p for p in server.published[uri] if p.diagnostics][-1].diagnostics
+    line, _ = position(recipe, 'use "parts.kd"')
+    assert [d.range.start.line for d in problems if "studnt" in d.message] == [line]
 
 
 def test_any_input_leaves_the_server_answering(server, tmp_path):

@@ -78,7 +78,7 @@ class _Finder(ast.Visitor):
                 self.statement(item)
             self.scope = None
             return
-        if isinstance(name, ast.Name) and not isinstance(node, (ast.Level,)):
+        if isinstance(name, ast.Name):
             self._declared(name, self.scope if isinstance(node, (ast.Loss, ast.Excite)) else None)
         for child in self._parts(node):
             if isinstance(child, ast.Name):
@@ -93,7 +93,7 @@ class _Finder(ast.Visitor):
 
     def _parts(self, node: object) -> Iterator[object]:
         """The names a statement reads and the expressions it holds."""
-        if isinstance(node, (ast.Tap,)):
+        if isinstance(node, ast.Tap):
             yield node.model
         if isinstance(node, (ast.Granularity, ast.Branch)):
             yield node.tap
