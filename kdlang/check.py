@@ -8,7 +8,9 @@ traceback, and the remaining passes still run. A recipe without errors leaves wi
 
 from __future__ import annotations
 
+import sys
 import traceback
+import types
 from pathlib import Path
 
 import attrs
@@ -129,3 +131,15 @@ def _ordered(diagnostics: list) -> list:
             seen.add(key)
             out.append(d)
     return out
+
+
+class _CallableModule(types.ModuleType):
+    """`kdlang.check(path)` is the public function, and `kdlang.check` is also this module: once it
+    is imported, Python sets the package attribute `kdlang.check` to the module, hiding the function.
+    Calling the module checks the path, so both spellings keep working whatever was imported first."""
+
+    def __call__(self, path: str | Path) -> Checked:
+        return check_path(path)
+
+
+sys.modules[__name__].__class__ = _CallableModule
