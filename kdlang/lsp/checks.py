@@ -10,8 +10,10 @@ After every change to a document:
 
 The parse and the check take turns on one worker thread, the shape pass has its own, so a running
 shape pass never holds up the next check; requests (hover, completion) are answered meanwhile. A
-text that does not parse is not checked further (the check would find the same syntax error). A change cancels the steps still
-waiting; a result computed from an older text than the document's is dropped. Documents that `use`
+text that does not parse is not checked further (the check would find the same syntax error).
+
+A change cancels the steps still waiting; a step already running finishes, and its result, though
+never shown for a newer text, keeps the symbols the navigation features read. Documents that `use`
 the changed one are checked again with it. Nothing a check raises stops the server: it is logged.
 """
 

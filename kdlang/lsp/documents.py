@@ -1,6 +1,6 @@
 """The server's state: the open documents, and what each check learnt about each of them.
 
-An edit is analysed in three steps of increasing cost (see `kdlang.lsp.server` for when each runs):
+An edit is analysed in three steps of increasing cost (`kdlang.lsp.checks` says when each runs):
 a parse of the document alone (syntax errors), the check without the shape pass (everything
 `kdlang check --no-shapes` says, with the symbol table the navigation features read) and the full
 check (models built, every tensor shaped). Each result remembers the document version it was
@@ -60,8 +60,8 @@ class Document:
     shaped: Result | None = None  # the latest full check (shape pass included)
     showing_syntax_error: bool = False  # what the editor shows now is a syntax error
     analysis: Any = None  # kdlang.lsp.analysis.Analysis of the latest check, built on first use
-    tasks: dict[str, Any] = attrs.field(factory=dict)
-    running: set[str] = attrs.field(factory=set)  # steps whose work has started (no longer cancelled by an edit)  # step name -> the asyncio task running or waiting
+    tasks: dict[str, Any] = attrs.field(factory=dict)  # step name -> the asyncio task running or waiting
+    running: set[str] = attrs.field(factory=set)  # steps whose work has started (an edit no longer cancels it)
 
     @property
     def file(self) -> str:
