@@ -459,6 +459,43 @@ def test_features_answer_at_every_position_without_raising():
         completion.complete(text[:end], None)
 
 
+def test_check_at_once_reports_syntax_errors_without_a_separate_parse():
+    """With no check delay the check itself reports a syntax error (no parse step runs first), clears
+    it when fixed, and the outline reads the check's AST."""
+    from pygls.workspace import PositionCodec
+
+    from kdlang.lsp import diagnostics
+    from kdlang.lsp.checks import SYNTAX, Checker, Settings
+    from kdlang.lsp.documents import Documents
+    from kdlang.lsp.server import _current_recipe
+
+    text = QUICKSTART.read_text()
+    broken = text.replace("model student = zoo.cnn_small()", "model student = zoo.cnn_small(")
+    shown: list = []
+
+    async def edits() -> None:
+        documents = Documents()
+        checker = Checker(documents, Settings(check_delay=0.0, shapes=False),
+                          lambda document: shown.append(diagnostics.current(document, PositionCodec())), print)
+        uri = QUICKSTART.resolve().as_uri()
+        for version, edited in enumerate((text, broken, text), start=1):
+            document = documents.open(uri, edited, version)
+            if version == 1:
+                checker.opened(document)
+            else:
+                checker.changed(document)
+            await checker.settled(document)
+            assert SYNTAX not in document.tasks
+            assert diagnostics.shows_syntax_error(document) == (edited is broken)
+            assert (_current_recipe(document) is None) == (edited is broken)
+        checker.shutdown()
+
+    asyncio.run(edits())
+    assert [len(found) for found in shown] == [0, 1, 0]
+    line, col = position(broken, "model control", len("model "))
+    assert span(shown[1][0]) == (line, col, line, col + len("control"))
+
+
 # ---- the VS Code extension's TextMate grammar --------------------------------------------------------
 
 TEXTMATE = ROOT / "editors" / "vscode" / "syntaxes" / "kd.tmLanguage.json"
