@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from kdlang.ir import terms as T
-from kdlang.lower.stage_plan import OUTPUT, StagePlan
+from kdlang.lower.stage_plan import StagePlan
 from kdlang.lower.term_program import Frame, Schedules, compile_term
 
 
@@ -153,9 +153,7 @@ class StageModule(nn.Module):
         returns the tensors it produces by key."""
         if self.plan.kinds[name] == "model":
             taps = list(self.taps_by_model.get(name, {}).items())
-            # a frozen model whose logits the stage never reads stops after its last tap
-            truncate = name in self.frozen_side and all(path != OUTPUT for _, path in taps)
-            recorder = self._recorder(name, module, [path for _, path in taps], truncate)
+            recorder = self._recorder(name, module, [path for _, path in taps], name in self.plan.truncated)
 
             def run(inputs, values):
                 captured = recorder.run(inputs)

@@ -64,7 +64,8 @@ def _stage_lines(plan: StagePlan, shapes: S.Shapes) -> list[str]:
         header += f", evaluates: {', '.join(evaluated)}" if evaluated else ""
     lines = [f"stage {stage.name} ({header})"]
     for name in plan.order:
-        mode = "frozen, inference_mode" if name in plan.frozen_side else \
+        mode = "frozen, inference_mode" + (", stops after its last tap" if name in plan.truncated else "") \
+            if name in plan.frozen_side else \
             ("train" if name in plan.trained else "frozen, grad passes through")
         if plan.kinds[name] == "model":
             taps = plan.taps_by_model.get(name, {})

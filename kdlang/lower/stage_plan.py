@@ -32,6 +32,8 @@ class StagePlan:
     trained_heads: tuple[tuple[str, str], ...]  # those the stage trains (`select best` reads them)
     owners: dict[str, frozenset[str]] = attrs.field(eq=False)  # component -> the components it reads (itself too)
     shapes: dict[str, S.Shape] = attrs.field(eq=False)  # tensor key -> shape, for what the stage reads
+    # frozen models whose logits the stage never reads: their forward stops after their last tap
+    truncated: frozenset[str] = frozenset()
 
     @property
     def losses(self) -> tuple[N.Loss, ...]:
@@ -76,14 +78,16 @@ def plan_stage(program: N.Program, stage: N.Stage) -> StagePlan:
     # the frozen side first: its outputs are ready before anything trained runs, and nothing it
     # computes waits in memory behind the trained side's activations (it reads nothing trained)
     order = tuple([n for n in flow if n in frozen] + [n for n in flow if n not in frozen])
+    taps = _taps_for(program, wanted)
     return StagePlan(
         stage=stage, order=order, kinds={n: program.kind(n) for n in order}, trained=trained,
         frozen_side=frozen,
-        taps_by_model=_taps_for(program, wanted),
+        taps_by_model=taps,
         inputs={n: _tap(program.components[n]).name for n in order if program.kind(n) != "model"},
         produces={n: produces[n] for n in order}, reads=reads, heads=heads,
         trained_heads=_heads(program, shapes, stage, evaluated=False), owners=owners,
-        shapes={k: v for k, v in shapes.tensors.items() if k in wanted})
+        shapes={k: v for k, v in shapes.tensors.items() if k in wanted},
+        truncated=frozenset(n for n in frozen if program.kind(n) == "model" and OUTPUT not in taps.get(n, {}).values()))
 
 
 def _tap(component: N.Component) -> N.Tap:
