@@ -290,8 +290,14 @@ def test_unknown_suffix_names_the_supported_formats(tmp_path, name):
 
 
 def test_unwritable_output_is_a_render_error(tmp_path):
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(RenderError, match="cannot write"):
-        render_to(_graph("quickstart"), tmp_path / "missing-dir" / "q.dot")
+        render_to(_graph("quickstart"), tmp_path / "a-file" / "q.dot")
+
+
+def test_a_folder_not_made_yet_is_made(tmp_path):
+    render_to(_graph("quickstart"), tmp_path / "figures" / "q.dot")
+    assert (tmp_path / "figures" / "q.dot").read_text().startswith("digraph")
 
 
 # ---- the command line ------------------------------------------------------------------------

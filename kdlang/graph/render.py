@@ -76,6 +76,7 @@ def to_dot(graph: RecipeGraph) -> str:
 
 def _write(path: Path, data: bytes) -> None:
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # `-o figures/r.svg` into a folder not made yet
         path.write_bytes(data)
     except OSError as exc:
         raise RenderError(f"cannot write {path}: {exc.strerror or exc}") from None
