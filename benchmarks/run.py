@@ -1,7 +1,7 @@
 """Every benchmark of issue 11, one after the other, each writing its section of docs/performance.md.
 
 One command for the whole performance picture on this machine: step time against hand-written
-PyTorch and torchdistill, the runtime choices (channels_last, torch.compile, CPU bf16, the
+PyTorch and torchdistill, where its time goes phase by phase, the runtime choices (channels_last, torch.compile, CPU bf16, the
 truncated teacher), data-parallel scaling, check + load, the language server's latency, and the
 front end (imports, cold check, linearity to 5,000 declarations). Each benchmark is a script of
 its own (see benchmarks/README.md), run here in a fresh process so none warms another's caches.
@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "step": ("step.py", [], ["-n", "8", "--warmup", "2", "--threads", "2"]),
     "runtime_options": ("runtime_options.py", [], ["-n", "6"]),
+    "profile_step": ("profile_step.py", [], ["-n", "4"]),
     "ddp": ("ddp.py", [], ["-r", "1", "--steps", "12"]),
     "load_once": ("load_once.py", ["-n", "7"], ["-n", "3"]),
     "lsp": ("lsp.py", [], ["-n", "8"]),
