@@ -103,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
                       help="with --run: train data-parallel in N local processes (gloo on CPU, nccl on GPU)")
     comp.add_argument("--log-every", type=_positive_int, default=None, metavar="N",
                       help="with --run: also print the running loss terms every N steps (as runtime(log_every=N))")
+    comp.add_argument("--log", action="append", default=[], choices=("tensorboard", "mlflow"), metavar="LOGGER",
+                      help="with --run: also log to tensorboard or mlflow (as runtime(log=[...]); repeatable)")
+    comp.add_argument("--mlflow-uri", default=None, metavar="URI",
+                      help="MLflow tracking URI (default: runtime(mlflow_uri=...), $MLFLOW_TRACKING_URI, ./mlruns)")
+
+    report = command("report", "write one HTML page of runs: curves, final tables, differences, recipes",
+                     "  kdlang report runs/try -o report.html\n"
+                     "  kdlang report runs/alone runs/mas -o compare.html   # differences against the first run")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (the --out of a run)")
+    report.add_argument("-o", "--output", required=True, metavar="FILE.html",
+                        help="the page; a PNG per stage is written beside it")
 
     server = command("lsp", "run the language server for editors (LSP over standard input and output)",
                      "  kdlang lsp                       # an editor starts it (see docs/editors.md)\n"
@@ -484,6 +495,12 @@ def _all_actions(parser: argparse.ArgumentParser):
         if isinstance(action, argparse._SubParsersAction):
             for command in action.choices.values():
                 yield from _all_actions(command)
+
+
+def _cmd_report(args) -> int:
+    from kdlang.commands.report import run_report
+
+    return run_report(args.run_dirs, args.output, UsageError)
 
 
 def _cmd_lsp(args) -> int:

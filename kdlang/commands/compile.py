@@ -34,7 +34,8 @@ def run_compile(args, usage_error) -> int:
         print(f"{args.recipe}: {'resuming' if args.resume else 'training'} into {folder} with seed {recipe.seed}, "
               f"device {device or 'from the recipe (auto: CUDA when present)'}", file=sys.stderr)
     return execute(recipe, folder, device=device, seed=recipe.seed, smoke=args.smoke,
-                   resume=bool(args.resume), overwrite=args.overwrite, force=args.force, overrides=args.set)
+                   resume=bool(args.resume), overwrite=args.overwrite, force=args.force, overrides=args.set,
+                   log=args.log, mlflow_uri=args.mlflow_uri)
 
 
 def _run_folder(args, usage_error) -> Path:

@@ -321,8 +321,9 @@ class Resolver(ast.Visitor):
             return True
         if schedules_reported and (value is _NOT_STATIC or isinstance(value, Schedule)):
             return False  # `calls` says that these arguments are plain values
+        near = rule.near_miss(value)  # a misspelt choice: say which one was meant
         self._error(f"`{key}=` must be {rule.noun()}, not {_shown(value, node)}", node.span,
-                    hint=f"`{key}=` takes {rule.describe()}")
+                    hint=f"{near + ' ' if near else ''}`{key}=` takes {rule.describe()}")
         return False
 
     # ---- lookups ------------------------------------------------------------------------

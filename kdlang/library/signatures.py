@@ -56,7 +56,8 @@ RUNTIME_ARGS = S(
     (),
     {"device": "auto", "amp": "off", "channels_last": "auto", "seed": 0, "deterministic": False,
      "cache_teacher": "auto", "divergence": "stop", "divergence_factor": 100.0, "divergence_steps": 20,
-     "skip_nonfinite": False, "export": [], "compile": False, "log_every": None},
+     "skip_nonfinite": False, "export": [], "compile": False, "log_every": None,
+     "log": [], "mlflow_uri": None},
     "how the run executes",
 )
 
@@ -95,6 +96,7 @@ SPLITS = ("train", "val", "test")
 SELECT_POLICIES = ("best", "last")
 AMP_MODES = ("off", "bf16", "fp16")
 EXPORT_FORMATS = ("onnx", "torchscript")  # runtime(export=[...]); kdlang.runtime.export writes them
+LOGGERS = ("tensorboard", "mlflow")  # runtime(log=[...]); kdlang.runtime.tracking has one class for each
 
 
 # ---- the values each keyword accepts --------------------------------------------------------------
@@ -156,6 +158,15 @@ class Value:
     def _fits(self, items) -> bool:
         fewest, most = self.length or (0, math.inf)
         return fewest <= len(items) <= most and all(self.item is None or self.item.accepts(i) for i in items)
+
+    def near_miss(self, v) -> str | None:
+        """'did you mean "X"?' for a string (or a list's string item) that misspells one of the choices."""
+        if isinstance(v, (list, tuple)) and self.item is not None:
+            return next(filter(None, map(self.item.near_miss, v)), None)
+        if isinstance(v, str) and self.choices and v not in self.choices:
+            guess = suggest(v, [c for c in self.choices if isinstance(c, str)])
+            return f'did you mean "{guess}"?' if guess else None
+        return None
 
     def noun(self) -> str:
         """A short name for the accepted values, as in "`batch=` must be a positive whole number"."""
@@ -287,6 +298,8 @@ VALUES = {
         "export": V("list", item=V("string", choices=EXPORT_FORMATS)),
         "compile": BOOL,
         "log_every": V("int", 1, 1_000_000, none=True, unit="training steps"),
+        "log": V("list", item=V("string", choices=LOGGERS)),
+        "mlflow_uri": V("string", none=True, unit="an MLflow tracking URI"),
     },
     "loss": {
         "T": attrs.evolve(POSITIVE, schedule=True, unit="a temperature"),

@@ -39,6 +39,8 @@ class RuntimeOptions:
     skip_nonfinite: bool = False
     export: tuple = attrs.field(default=(), converter=lambda v: tuple(v) if isinstance(v, (list, tuple)) else v)
     compile: bool = False
+    log: tuple = attrs.field(default=(), converter=lambda v: tuple(v) if isinstance(v, (list, tuple)) else v)
+    mlflow_uri: str | None = None  # `log`, `mlflow_uri`: experiment trackers, see kdlang.runtime.tracking
     log_every: int | None = None
 
     @classmethod
@@ -99,6 +101,9 @@ class RuntimeOptions:
             raise ValueError(f"runtime(seed=...) must be a whole number, not {self.seed!r}")
         self._check_guards()
         self._check_export()
+        from kdlang.runtime.tracking import check_loggers
+
+        check_loggers(self.log)
         if self.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
 

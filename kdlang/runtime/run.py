@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import platform
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -22,12 +23,16 @@ from kdlang.runtime.trainer import NonFiniteLoss, Trainer
 
 
 def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=False, overwrite=False,
-            force=False, overrides=()) -> int:
+            force=False, overrides=(), log=(), mlflow_uri=None) -> int:
     """Train every stage into `out`; under torchrun, rank 0 alone writes. `resume` continues the
-    run in `out` (of the same recipe, unless `force`); a fresh run needs `out` empty or `overwrite`."""
+    run in `out` (of the same recipe, unless `force`); a fresh run needs `out` empty or `overwrite`.
+    `log`, `mlflow_uri`: trackers besides the recipe's `runtime(log=[...])` (`--log`, `--mlflow-uri`)."""
+    import attrs
+
     from kdlang.runtime.options import RuntimeOptions
 
     options = RuntimeOptions.from_recipe(recipe)
+    options = attrs.evolve(options, log=(*options.log, *log), mlflow_uri=mlflow_uri or options.mlflow_uri)
     world = distributed.from_env()
     try:
         device = options.resolve_device(device)
@@ -39,7 +44,7 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
     try:
         with _terminate_as_interrupt():
             return _open_and_execute(recipe, out, world, device=device, seed=seed, smoke=smoke, resume=resume,
-                                     overwrite=overwrite, force=force, overrides=overrides)
+                                     overwrite=overwrite, force=force, overrides=overrides, options=options)
     except KeyboardInterrupt:
         print(f"kdlang: interrupted; {_resume_advice(recipe, out, overrides)}", file=sys.stderr)
         return 130
@@ -52,7 +57,8 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
         distributed.shutdown(world)
 
 
-def _open_and_execute(recipe, out: Path, world, *, device, seed, smoke, resume, overwrite, force, overrides) -> int:
+def _open_and_execute(recipe, out: Path, world, *, device, seed, smoke, resume, overwrite, force, overrides,
+                      options) -> int:
     out = Path(distributed.broadcast(str(out), world))
     seed = recipe.seed if seed is None else seed
     record = functools.partial(_write_record, recipe, device=device, seed=seed, smoke=smoke,
@@ -64,7 +70,7 @@ def _open_and_execute(recipe, out: Path, world, *, device, seed, smoke, resume, 
     if rundir.journal.finished:
         print(f"kdlang: {out} is a finished run; its summary is {out / 'summary.md'}")
         return 0
-    return _execute(recipe, rundir, world, device=device, seed=seed, smoke=smoke)
+    return _execute(recipe, rundir, world, device=device, seed=seed, smoke=smoke, options=options)
 
 
 def _open(recipe, out: Path, world, *, seed, smoke, resume, overwrite, force, record) -> RunDirectory | None:
@@ -85,13 +91,16 @@ def _open(recipe, out: Path, world, *, seed, smoke, resume, overwrite, force, re
     return rundir if world.main else RunDirectory.follow(out)
 
 
-def _execute(recipe, rundir: RunDirectory, world, *, device, seed, smoke) -> int:
+def _execute(recipe, rundir: RunDirectory, world, *, device, seed, smoke, options) -> int:
     out = rundir.folder
     torch.manual_seed(seed)
     trainer = Trainer(recipe, out, device=device, seed=seed, smoke=smoke, rundir=rundir,
                       log=terminal.say, world=world)
+    if distributed.broadcast(_attach_trackers(trainer.metrics, recipe, out, options) if world.main else None, world):
+        return 2  # an opt-in tracker that cannot start: said in one line, before anything trains
     try:
-        results = trainer.run()
+        with trainer.metrics:  # its trackers end as killed or failed when the run stops on an exception
+            results = trainer.run()
     except NonFiniteLoss as exc:
         print(f"kdlang: {exc}", file=sys.stderr)
         return 1
@@ -106,10 +115,42 @@ def _execute(recipe, rundir: RunDirectory, world, *, device, seed, smoke) -> int
     export_students(recipe, out)
     table = summary_table(results, Policy.from_recipe(recipe))
     durable.write_text(out / "summary.md", f"# {recipe.title}\n\n{table}\n")
+    report = _write_report(out)
+    trainer.metrics.finish([out / "student.pt", out / "student.safetensors", *report])
     rundir.mark_finished()
     print(table)
     print(f"run written to {out}")
     return 0
+
+
+def _attach_trackers(metrics, recipe, out: Path, options) -> str | None:
+    """Attach the opt-in trackers (MLflow) the run asks for; why not (said in one line), or None."""
+    from kdlang.runtime import tracking
+    from kdlang.runtime.operative import operative_values
+
+    try:
+        metrics.attach(tracking.requested_trackers(
+            out, options.log, uri=options.mlflow_uri, experiment=recipe.title,
+            params={path: value for path, value, _origin in operative_values(recipe)}))
+    except Exception as exc:  # noqa: BLE001 (an unreachable server, a bad URI: the backend's own errors)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        problem = (f"cannot start MLflow logging: {type(exc).__name__}: {first}; check --mlflow-uri / "
+                   "runtime(mlflow_uri=...) or drop mlflow from the loggers")
+        print(f"kdlang: {problem}", file=sys.stderr)
+        return problem
+    return None
+
+
+def _write_report(out: Path) -> list[Path]:
+    """The run's `report.html` and its plots; drawing a report never fails a finished run."""
+    try:
+        from kdlang.report import write_report
+
+        return write_report([out], out / "report.html")
+    except Exception as exc:  # noqa: BLE001 (the report is a convenience; the run's results are written)
+        print(f"kdlang: warning: report.html not written ({type(exc).__name__}: {exc}); "
+              f"retry with: kdlang report {out} -o {out / 'report.html'}", file=sys.stderr)
+        return []
 
 
 def _resume_advice(recipe, out: Path, overrides) -> str:
@@ -146,15 +187,23 @@ def data_diagnostic(recipe, exc) -> str:
     return error(exc.message, span, hint=exc.hint).format(recipe.sources)
 
 
+def _command(recipe, *, seed, smoke, overrides) -> str:
+    """The command that makes this run again (the same for every process and every resume)."""
+    sets = "".join(f" --set {shlex.quote(item)}" for item in overrides)
+    return f"kdlang compile {shlex.quote(str(recipe.path))} --run{' --smoke' if smoke else ''} --seed {seed}{sets}"
+
+
 def _write_record(recipe, out: Path, *, device, seed, smoke, overrides, world) -> None:
     from kdlang.runtime.operative import operative_recipe
+    from kdlang.version import __version__
 
     durable.write_text(out / "recipe.kd", operative_recipe(recipe, overrides))
     meta = {
         "recipe": str(recipe.path), "title": recipe.title, "seed": seed, "device": str(device),
         "smoke": smoke, "overrides": list(overrides), "processes": world.size, "torch": torch.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
-        "policy": Policy.from_recipe(recipe).describe(),
+        "policy": Policy.from_recipe(recipe).describe(), "kdlang": __version__,
+        "command": _command(recipe, seed=seed, smoke=smoke, overrides=overrides),
     }
     durable.write_text(out / "run.json", json.dumps(meta, indent=2) + "\n")
     from kdlang.diagram import RenderError, picture_bytes

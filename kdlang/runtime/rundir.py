@@ -26,10 +26,11 @@ from kdlang.runtime import checkpoints
 
 JOURNAL = "journal.json"
 FORMAT = 1
-# Everything a run writes; `--overwrite` removes these and nothing else.
+# Everything a run writes (names or glob patterns); `--overwrite` removes these and nothing else.
 ARTEFACTS = ("journal.json", "checkpoints", "last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "recipe.kd",
              "run.json", "recipe.dot", "recipe.svg", "summary.md", "student.pt", "student.safetensors",
-             "student.onnx", "student.torchscript.pt", "models", "components", "tensorboard")
+             "student.onnx", "student.torchscript.pt", "models", "components", "tensorboard",
+             "report.html", "report-*.png", "mlflow.json")
 
 
 class RunDirError(Exception):
@@ -115,9 +116,9 @@ class RunDirectory:
                               f"replace it with --overwrite, or name another --out")
         if overwrite:
             for name in ARTEFACTS:
-                _remove(folder / name)
-                for temp in folder.glob(f"{name}.*.tmp"):  # what an interrupted write left
-                    _remove(temp)
+                named = list(folder.glob(name)) if "*" in name else [folder / name]
+                for path in [*named, *folder.glob(f"{name}.*.tmp")]:  # and what an interrupted write left
+                    _remove(path)
         folder.mkdir(parents=True, exist_ok=True)
         if record is not None:
             record(folder)
@@ -181,6 +182,8 @@ class RunDirectory:
         journal.write(self.folder)  # the commit point
         self.journal = journal
         self._publish()
+        if metrics is not None:
+            metrics.committed(journal.metrics_rows)  # the trackers show committed rows only
 
     def mark_finished(self) -> None:
         if self.writer:

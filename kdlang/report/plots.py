@@ -1,0 +1,88 @@
+"""A stage's curves with matplotlib: one panel per loss term and per head, the runs overlaid.
+
+Panels rather than one crowded axis: loss terms differ in scale by orders of magnitude (a CE of 2
+next to a code KL of 0.01), and with several runs each panel compares like with like. Accuracy
+panels draw test as a solid line and val dashed; each run keeps one colour across every panel.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import attrs
+
+from kdlang.report.records import RunRecord
+
+COLUMNS = 4  # panels a row
+
+
+@attrs.frozen
+class Panel:
+    title: str
+    keys: tuple[tuple[str, str], ...]   # (metrics key, line label): a loss term, or a head's val and test top-1
+    accuracy: bool
+
+
+@attrs.frozen
+class StagePlot:
+    stage: str
+    png: bytes
+    panels: tuple[Panel, ...]
+
+
+def panels(runs: list[RunRecord], stage: str) -> list[Panel]:
+    """The stage's loss terms (`train/TERM`) and heads (`val|test/HEAD/top1`) over all `runs`."""
+    keys = list(dict.fromkeys(k for run in runs for row in run.stage_rows(stage) for k in row))
+    terms = [k.split("/", 1)[1] for k in keys if k.startswith("train/") and k != "train/skipped"]
+    heads = list(dict.fromkeys(k.split("/")[1] for k in keys
+                               if k.count("/") == 2 and k.split("/")[0] in ("val", "test") and k.endswith("/top1")))
+    out = [Panel(f"loss: {term}", ((f"train/{term}", term),), accuracy=False) for term in terms]
+    for head in heads:
+        split_keys = tuple((f"{split}/{head}/top1", split) for split in ("test", "val") if f"{split}/{head}/top1" in keys)
+        out.append(Panel(f"{head}: top-1 (%)", split_keys, accuracy=True))
+    return out
+
+
+def draw_stage(runs: list[RunRecord], stage: str) -> StagePlot | None:
+    """The stage's figure as PNG bytes, or None when no run has a row of it."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    drawn = panels(runs, stage)
+    if not drawn:
+        return None
+    columns = min(COLUMNS, len(drawn))
+    lines = math.ceil(len(drawn) / columns)
+    figure = Figure(figsize=(3.6 * columns, 2.9 * lines), dpi=100, layout="constrained")
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
+    several = len(runs) > 1
+    for ax, panel in zip(axes, drawn):
+        for colour, run in enumerate(runs):
+            rows = run.stage_rows(stage)
+            for key, label in panel.keys:
+                points = [(row["epoch"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
+                if not points:
+                    continue
+                x, y = zip(*points)
+                name = f"{run.name} {label}" if several and panel.accuracy else run.name if several else label
+                ax.plot(x, y, marker="o", markersize=3.5, color=f"C{colour % 10}",
+                        linestyle="--" if label == "val" else "-", label=name)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        if several or panel.accuracy:
+            ax.legend(fontsize=7)
+    for ax in axes[len(drawn):]:
+        ax.set_visible(False)
+    figure.suptitle(f"stage {stage}", fontsize=11)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
+    return StagePlot(stage, buffer.getvalue(), tuple(drawn))
+
+
+def stages(runs: list[RunRecord]) -> list[str]:
+    """Every stage of every run, in the order the runs met them."""
+    return list(dict.fromkeys(stage for run in runs for stage in run.stages))
