@@ -219,3 +219,22 @@ def test_the_page_renders_in_headless_chromium(runs, tmp_path):
     pixels = matplotlib.image.imread(shot)[..., :3]
     inked = (pixels.mean(axis=2) < 0.9).mean()  # share of pixels that are not (near) white
     assert pixels.shape[:2] == (1800, 1200) and 0.02 < inked < 0.6, inked
+
+
+def test_a_head_trained_in_differently_named_stages_is_compared_by_name(runs, tmp_path):
+    """Baseline vs +MAS: the student of an `alone` stage against the student of `distill`."""
+    first, second, _ = runs
+    alone = tmp_path / "alone"
+    shutil.copytree(second, alone)
+    for name in ("metrics.jsonl", "summary.md"):  # the second run, as if its distill stage were called alone
+        text = (alone / name).read_text()
+        (alone / name).write_text(text.replace('"stage": "distill"', '"stage": "alone"').replace("| distill |", "| alone |"))
+    out = tmp_path / "baseline.html"
+    assert main(["report", str(alone), str(first), "-o", str(out)]) == 0
+    page = Page(out.read_text())
+    assert page.captions[0].startswith("Heads across runs, each from the stage that trained it by epoch: "
+                                       "student: top-1 (%)")
+    assert (tmp_path / "baseline-heads-compared.png").read_bytes().startswith(PNG)
+    compared = page.table_with("stage", "value")
+    student = [row for row in compared if row[1] == "student"]
+    assert [row[0] for row in student] == ["alone / distill"] * 3 and all("(" in row[4] for row in student[1:])

@@ -25,6 +25,8 @@ def write_report(folders, output: Path) -> list[Path]:
     runs = read_runs(folders)
     output = Path(output)
     drawn = [p for p in (plots.draw_stage(runs, stage) for stage in plots.stages(runs)) if p is not None]
+    heads = plots.draw_heads(runs) if len(runs) > 1 else None
+    drawn = ([heads] if heads is not None else []) + drawn  # the comparison users look for first
     written = []
     for plot in drawn:
         path = output.with_name(f"{output.stem}-{plot.stage}.png")

@@ -12,7 +12,7 @@ import html
 import re
 
 from kdlang.report import tables
-from kdlang.report.plots import StagePlot
+from kdlang.report.plots import HEADS, StagePlot
 from kdlang.report.records import RunRecord, Table
 
 STYLE = """
@@ -100,9 +100,11 @@ def _environment(run: RunRecord) -> str:
 def _figure(plot: StagePlot, runs: list[RunRecord]) -> str:
     data = base64.b64encode(plot.png).decode("ascii")
     drawn = "; ".join(p.title for p in plot.panels)
-    return (f'<figure data-stage="{_e(plot.stage)}"><img alt="stage {_e(plot.stage)}: {_e(drawn)}" '
+    what = "Heads across runs, each from the stage that trained it" if plot.stage == HEADS else \
+        f"Stage <b>{_e(plot.stage)}</b>"
+    return (f'<figure data-stage="{_e(plot.stage)}"><img alt="{_e(plot.stage)}: {_e(drawn)}" '
             f'src="data:image/png;base64,{data}">'
-            f"<figcaption>Stage <b>{_e(plot.stage)}</b> by epoch: {_e(drawn)}"
+            f"<figcaption>{what} by epoch: {_e(drawn)}"
             + (" (test solid, val dashed)" if any(p.accuracy for p in plot.panels) else "")
             + ("; one colour per run" if len(runs) > 1 else "") + ".</figcaption></figure>")
 

@@ -15,6 +15,7 @@ import attrs
 from kdlang.report.records import RunRecord
 
 COLUMNS = 4  # panels a row
+HEADS = "heads-compared"  # the heads figure's name: no stage is called that (a stage's name has no "-")
 
 
 @attrs.frozen
@@ -46,41 +47,74 @@ def panels(runs: list[RunRecord], stage: str) -> list[Panel]:
 
 def draw_stage(runs: list[RunRecord], stage: str) -> StagePlot | None:
     """The stage's figure as PNG bytes, or None when no run has a row of it."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
     drawn = panels(runs, stage)
     if not drawn:
         return None
+    return StagePlot(stage, _png(runs, drawn, lambda run, _panel: run.stage_rows(stage), f"stage {stage}"), tuple(drawn))
+
+
+def draw_heads(runs: list[RunRecord]) -> StagePlot | None:
+    """Heads that several runs trained in stages of different names (`alone`'s student and
+    `distill`'s), on the same axes: no stage figure overlays them. None when there are none."""
+    where = {}  # head -> {run name: the last stage that evaluated it}
+    for run in runs:
+        for stage in run.stages:
+            for panel in panels([run], stage):
+                if panel.accuracy:
+                    where.setdefault(panel.title, {})[run.name] = stage
+    shared = [title for title, stages in where.items() if len(stages) > 1 and len(set(stages.values())) > 1]
+    if not shared:
+        return None
+    drawn = [next(p for run in runs for stage in run.stages for p in panels([run], stage) if p.title == title)
+             for title in shared]
+
+    def rows(run: RunRecord, panel: Panel) -> list[dict]:
+        stage = where[panel.title].get(run.name)
+        return run.stage_rows(stage) if stage else []
+
+    return StagePlot(HEADS, _png(runs, drawn, rows, "heads across runs"),
+                     tuple(drawn))
+
+
+def _png(runs: list[RunRecord], drawn: list[Panel], rows_of, title: str) -> bytes:
+    """Panels `drawn` of `runs` (their rows from `rows_of(run, panel)`), as PNG bytes."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     columns = min(COLUMNS, len(drawn))
     lines = math.ceil(len(drawn) / columns)
     figure = Figure(figsize=(3.6 * columns, 2.9 * lines), dpi=100, layout="constrained")
     axes = figure.subplots(lines, columns, squeeze=False).ravel()
     several = len(runs) > 1
     for ax, panel in zip(axes, drawn):
+        epochs = set()
         for colour, run in enumerate(runs):
-            rows = run.stage_rows(stage)
+            rows = rows_of(run, panel)
             for key, label in panel.keys:
                 points = [(row["epoch"], row[key]) for row in rows if isinstance(row.get(key), (int, float))]
                 if not points:
                     continue
                 x, y = zip(*points)
+                epochs |= set(x)
                 name = f"{run.name} {label}" if several and panel.accuracy else run.name if several else label
                 ax.plot(x, y, marker="o", markersize=3.5, color=f"C{colour % 10}",
                         linestyle="--" if label == "val" else "-", label=name)
         ax.set_title(panel.title, fontsize=10)
         ax.set_xlabel("epoch", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:  # one epoch: a tick at it, not a fractional axis around it
+            ax.set_xticks(sorted(epochs))
+            ax.set_xlim(min(epochs) - 1, min(epochs) + 1)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if several or panel.accuracy:
             ax.legend(fontsize=7)
     for ax in axes[len(drawn):]:
         ax.set_visible(False)
-    figure.suptitle(f"stage {stage}", fontsize=11)
+    figure.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})  # no version stamp: same data, same bytes
-    return StagePlot(stage, buffer.getvalue(), tuple(drawn))
+    return buffer.getvalue()
 
 
 def stages(runs: list[RunRecord]) -> list[str]:
