@@ -47,6 +47,7 @@ class RunResult:
     head: str | None = None
     epoch: int | None = None         # 1-based selected epoch
     published: Published | None = None
+    problem: str | None = None       # why a finished run gives no value (no such stage, head or metric)
 
     def describe(self) -> str:
         if self.value is None:
@@ -98,18 +99,17 @@ def _pick(base: RunResult, results: list[dict], *, metric: str, stage: str | Non
     else:
         matches = [r for r in results if r["stage"] == stage]
         if not matches:
-            raise ValueError(f"{base.folder} has no stage `{stage}` (its stages: "
-                             f"{', '.join(r['stage'] for r in results)})")
+            return attrs.evolve(base, problem=f"no stage `{stage}` (its stages: {', '.join(r['stage'] for r in results)})")
         result = matches[0]
     heads = list(result.get("heads", []))
     chosen = head or (heads[0] if heads else None)
     if chosen is None or (head is not None and head not in heads):
-        raise ValueError(f"{base.folder}: stage `{result['stage']}` has no head `{head}` (its heads: {', '.join(heads)})")
+        return attrs.evolve(base, problem=f"stage `{result['stage']}` has no head `{head}` (its heads: {', '.join(heads)})")
     key = f"{split}/{chosen}/{metric}"
     value = result.get("best", {}).get(key)
     if value is None:
         known = sorted({k.rsplit('/', 1)[-1] for k in result.get("best", {}) if k.startswith(f"{split}/{chosen}/")})
-        raise ValueError(f"{base.folder}: no {metric} on {split} for `{chosen}` (it reports: {', '.join(known)})")
+        return attrs.evolve(base, problem=f"no {metric} on {split} for `{chosen}` (it reports: {', '.join(known)})")
     epoch = result.get("best_epochs", {}).get(chosen, result.get("best_epoch"))
     return attrs.evolve(base, value=float(value), metric=metric, split=split, stage=result["stage"], head=chosen,
                         epoch=epoch + 1 if isinstance(epoch, int) else None)

@@ -138,6 +138,8 @@ def _from_record(path: Path, metric, stage, head) -> list[Entry]:
                 raise TableError(str(exc)) from None
         if result is not None and result.value is not None:
             state, error = "done", None
+        elif result is not None and result.problem:
+            state, error = "no result", result.problem
         elif state == "done":
             state, error = "unfinished", "its journal says it has not finished"
         factors = dict(run.get("factors", {}))
@@ -170,8 +172,11 @@ def _from_run(folder: Path, metric, stage, head) -> Entry:
     for item in result.overrides:
         key, _, value = item.partition("=")
         factors[key.strip()] = value.strip()
-    state = "done" if result.value is not None else "unfinished"
-    return Entry(str(folder), factors, state, None if state == "done" else "the run has not finished", result)
+    if result.value is not None:
+        return Entry(str(folder), factors, "done", None, result)
+    if result.problem:
+        return Entry(str(folder), factors, "no result", result.problem, result)
+    return Entry(str(folder), factors, "unfinished", "the run has not finished", result)
 
 
 # ---- building ---------------------------------------------------------------------------------
