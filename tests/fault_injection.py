@@ -23,8 +23,11 @@ from pathlib import Path
 import torch
 
 CONTEXT = multiprocessing.get_context("forkserver")
-CONTEXT.set_forkserver_preload(["torch", "torch._dynamo", "torch._refs", "torch._decomp.decompositions", "kdlang.cli", "kdlang.lower.recipe", "kdlang.runtime.run",
-                                "kdlang.library.datasets", "kdlang.library.models"])
+# what every child imports anyway, loaded once in the fork server (the run's report draws with matplotlib)
+CONTEXT.set_forkserver_preload(["torch", "torch._dynamo", "torch._refs", "torch._decomp.decompositions", "kdlang.cli",
+                                "kdlang.lower.recipe", "kdlang.runtime.run", "kdlang.library.datasets",
+                                "kdlang.library.models", "matplotlib.figure", "matplotlib.backends.backend_agg",
+                                "kdlang.report"])
 EXPORTS = ("student.pt", "models", "components")
 TEXTS = ("summary.md", "recipe.kd", "run.json", "recipe.dot")
 
