@@ -115,3 +115,17 @@ def test_a_torchvision_model_with_in_place_relus_truncates_to_the_same_taps():
         truncated = TapRecorder(model, taps, clone=True, truncate=True).run(x)
     assert calls == []
     assert all(torch.equal(full[t], truncated[t]) for t in taps)
+
+
+def test_truncation_ends_only_the_recorder_s_own_forward():
+    """Another caller's forward of the same model (BatchNorm calibration, a later stage's recorder)
+    runs to its end and sees its own taps."""
+    torch.manual_seed(0)
+    model = build("resnet20", num_classes=10, in_channels=3).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        early = TapRecorder(model, ["layer1"], clone=True, truncate=True)
+        assert model(x).shape == (2, 10)  # a plain forward is not cut short
+        later = TapRecorder(model, ["layer1", "layer3"], clone=True)
+        assert set(later.run(x)) == {"layer1", "layer3"}
+        assert set(early.run(x)) == {"layer1"}

@@ -237,8 +237,8 @@ class TapRecorder:
     without it such a tap raises :class:`TapError` when read instead of
     silently returning the modified values.
 
-    ``truncate=True`` ends the forward (raising :class:`ForwardComplete`, which
-    :meth:`run` catches) as soon as every tap is captured: a frozen teacher
+    ``truncate=True`` ends a forward started by :meth:`run` (raising
+    :class:`ForwardComplete`, which it catches) as soon as every tap is captured: a frozen teacher
     whose logits nobody reads need not run its last layers. Only for paths
     without ``output``, and only where skipping the rest has no effect the
     caller needs (eval mode: no BatchNorm statistics to update).
@@ -252,6 +252,7 @@ class TapRecorder:
         if truncate and OUTPUT in self.paths:
             raise ValueError("a forward that must return the model's output cannot be truncated")
         self.truncate = truncate and bool(self.paths)
+        self._running = False  # truncation ends only this recorder's own `run`, never another caller's forward
         self.runner: Callable[..., Any] = model  # what `run` calls: the model, or a compiled wrapper of it
         self._values: dict[str, torch.Tensor] = {}
         self._versions: dict[str, int | None] = {}
@@ -302,15 +303,18 @@ class TapRecorder:
             tensor = tensor.clone()
         self._values[path] = tensor
         self._versions[path] = _version(tensor)
-        if self.truncate and len(self._values) == len(self.paths):
+        if self.truncate and self._running and len(self._values) == len(self.paths):
             raise ForwardComplete
 
     def run(self, *args: Any) -> dict[str, torch.Tensor]:
         """The model's forward on `args`, as far as the taps need it; the captured tensors."""
+        self._running = True
         try:
             self.runner(*args)
         except ForwardComplete:
             pass
+        finally:
+            self._running = False
         return self.values
 
     @property
