@@ -42,7 +42,7 @@ def execute(recipe, out: Path, *, device=None, seed=None, smoke=False, resume=Fa
         return 2
     device = distributed.init(world, device)
     try:
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt():
             return _open_and_execute(recipe, out, world, device=device, seed=seed, smoke=smoke, resume=resume,
                                      overwrite=overwrite, force=force, overrides=overrides, options=options)
     except KeyboardInterrupt:
@@ -162,8 +162,9 @@ def _resume_advice(recipe, out: Path, overrides) -> str:
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (a scheduler's or `kill`'s stop) ends the run like Ctrl-C: cleanly, resumable."""
+def terminate_as_interrupt():
+    """SIGTERM (a scheduler's or `kill`'s stop) ends the run like Ctrl-C: cleanly, resumable (a sweep
+    stops its runs the same way)."""
     def interrupt(_signum, _frame):
         raise KeyboardInterrupt
     try:

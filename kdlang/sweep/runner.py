@@ -12,12 +12,12 @@ import contextlib
 import fcntl
 import os
 import re
-import signal
 import sys
 import time
 from pathlib import Path
 
 from kdlang.runtime.rundir import JOURNAL, Journal, RunDirError
+from kdlang.runtime.run import terminate_as_interrupt
 from kdlang.sweep.record import RECORD, SweepRecord
 
 DIAGNOSTIC = re.compile(r"^\S.*:\d+:\d+: error: ")
@@ -89,7 +89,7 @@ class Sweep:
     # ---- the loop ------------------------------------------------------------------------
     def run(self) -> int:
         started = time.monotonic()
-        with _locked(self.out), _sigterm_as_interrupt():
+        with _locked(self.out), terminate_as_interrupt():
             pending = self._skip_finished()
             self.say(f"sweep: {len(self.plan.runs)} runs into {self.plan.spec.out} ({self.launcher.describe()})")
             try:
@@ -275,18 +275,3 @@ def _locked(out: Path):
         except BlockingIOError:
             raise ValueError(f"another kdlang sweep is running on {out}; wait for it or stop it") from None
         yield
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    def interrupt(_signum, _frame):
-        raise KeyboardInterrupt
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
