@@ -20,6 +20,11 @@ class StageData:
     def set_epoch(self, epoch: int) -> None:
         self.train.set_epoch(epoch)
 
+    @property
+    def held_out(self):
+        """The split a check during training reads: val, else test (None when there is neither)."""
+        return self.val if self.val is not None else self.test
+
 
 class Waited:
     """A loader's batches, adding up the seconds the consumer waited for each: the share of an

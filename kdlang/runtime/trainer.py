@@ -136,7 +136,7 @@ class Trainer:
             self.metrics.write(stage, epoch, {"lr": scheduler.get_last_lr()[0], **last_metrics,
                                               "seconds": round(time.perf_counter() - started, 3),
                                               "data_wait": round(batches.seconds / max(training, 1e-9), 3)})
-            self._hint_data_wait(stage, batches.seconds, training, data)
+            self._hint_data_wait(stage, batches.seconds, training)
             improved = selection.update(epoch, evaluated, lambda: self._component_states(module))
             self.log(progress.epoch_line(stage, epoch, epochs, train_losses, evaluated))
             self.rundir.commit({
@@ -212,8 +212,7 @@ class Trainer:
         epoch that lost more than `precision.TOLERANCE` points stops the run before its commit."""
         if not precision.watched(self.options.amp, str(self.device)):
             return {}
-        held_out = data.val if data.val is not None else data.test
-        parity = precision.measure(module, held_out, self.device, self.world, self.channels_last)
+        parity = precision.measure(module, data.held_out, self.device, self.world, self.channels_last)
         if parity is None:
             return {}
         self.log(parity.line(stage, epoch))
@@ -226,8 +225,8 @@ class Trainer:
         """CPU bf16 only, before a stage trains: a short fp32 and bf16 run from the same weights."""
         if not precision.watched(self.options.amp, str(self.device)):
             return
-        held_out = data.val if data.val is not None else data.test
-        probe = precision.probe(module, planned, data.train, held_out, self.device, self.world, self.channels_last)
+        probe = precision.probe(module, planned, data.train, data.held_out, self.device, self.world,
+                                self.channels_last)
         if probe is None:
             return
         self.log(probe.line(stage))
@@ -235,7 +234,7 @@ class Trainer:
             raise precision.refuse(probe.parity, f"in a {probe.steps}-step probe before stage {stage} trained",
                                    guards.Place(stage, 0, 0, self.out).checkpoint())
 
-    def _hint_data_wait(self, stage: str, waited: float, training: float, data) -> None:
+    def _hint_data_wait(self, stage: str, waited: float, training: float) -> None:
         """Say once per stage when the step waits for data a large share of the epoch."""
         if waited > 0.2 * training and stage not in self._hinted:
             self._hinted.add(stage)
