@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
+from report import command, publish  # noqa: E402
 
 from kdlang.library.models import build  # noqa: E402
 
@@ -112,12 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         "BatchNorm normalises each rank's half batch with its own statistics, so the two runs are not the same "
         "arithmetic; `tests/test_distributed.py` checks equality where it holds).",
         "",
-        f"Command: `.venv/bin/python benchmarks/ddp.py{' ' + ' '.join(argv) if argv else ''}`",
+        command("ddp.py", argv),
     ]
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section("ddp", section)
+    publish("ddp", lines, write=not args.no_write)
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import shlex
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import command, publish  # noqa: E402
 from benchmarks.step import METHODS, build_arms, cpu_model, make_batches  # noqa: E402
 
 PHASES = ("forward", "backward", "optimizer")
@@ -118,11 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "The stage machinery's Python per step (cProfile: time in the bodies of `kdlang/lower` and the tap recorder, forward and backward; cProfile itself slows it):", "",
                   "| function | ms per step |", "|---|---:|",
                   *[f"| {name} | {ms:.2f} |" for name, ms in overhead], ""]
-    lines.append(f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/profile_step.py', *(argv or [])])}`")
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section("profile_step", section)
+    lines.append(command("profile_step.py", argv))
+    publish("profile_step", lines, write=not args.no_write)
     return 0
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
@@ -24,3 +25,16 @@ def write_section(name: str, section: str, doc: Path = DOC) -> None:
     tmp = doc.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(doc)
+
+
+def command(script: str, argv: list[str] | None) -> str:
+    """The command line that reproduces a benchmark run, for its section."""
+    return f"Command: `{shlex.join(['.venv/bin/python', f'benchmarks/{script}', *(argv or [])])}`"
+
+
+def publish(name: str, lines: list[str], write: bool = True) -> None:
+    """Print a benchmark's section and, unless `write` is false, put it into docs/performance.md."""
+    section = "\n".join(lines)
+    print(section)
+    if write:
+        write_section(name, section)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import kdlang  # noqa: E402
-from benchmarks.report import write_section  # noqa: E402
+from benchmarks.report import command, publish  # noqa: E402
 from benchmarks.step import (BATCH, NUM_DATA, calibrate_batchnorm, cpu_model, make_batches, measure,  # noqa: E402
                              recipe_text)
 from kdlang.runtime.optim import build_optimizer  # noqa: E402
@@ -128,12 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"The first compiled step took {compiled['first_step']:.1f} s (compilation of both models).",
         "",
-        f"Command: `{shlex.join(['.venv/bin/python', 'benchmarks/runtime_options.py', *(argv or [])])}`",
+        command("runtime_options.py", argv),
     ]
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section("runtime_options", section)
+    publish("runtime_options", lines, write=not args.no_write)
     return 0
 
 
