@@ -129,3 +129,12 @@ def test_truncation_ends_only_the_recorder_s_own_forward():
         later = TapRecorder(model, ["layer1", "layer3"], clone=True)
         assert set(later.run(x)) == {"layer1", "layer3"}
         assert set(early.run(x)) == {"layer1"}
+
+
+def test_a_recorder_that_captures_only_in_its_run_ignores_other_forwards():
+    model = build("cnn_small", num_classes=4)
+    x = torch.randn(2, 1, 28, 28)
+    recorder = TapRecorder(model, ["layer2"], clone=True, only_in_run=True)
+    model(x)
+    assert recorder.values == {}  # another caller's forward: nothing cloned
+    assert set(recorder.run(x)) == {"layer2"}

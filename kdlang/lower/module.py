@@ -200,7 +200,9 @@ class StageModule(nn.Module):
         recorder = self._recorders.get(name)
         if recorder is None:
             # clone: a later in-place op (ReLU(inplace=True)) must not change a captured tap
-            recorder = self._recorders[name] = TapRecorder(module, paths, clone=True, truncate=truncate)
+            # only_in_run: a later stage's forwards of the same model must not wake this stage's hooks
+            recorder = self._recorders[name] = TapRecorder(module, paths, clone=True, truncate=truncate,
+                                                           only_in_run=True)
         return recorder
 
     def forward(self, batch):

@@ -242,10 +242,14 @@ class TapRecorder:
     whose logits nobody reads need not run its last layers. Only for paths
     without ``output``, and only where skipping the rest has no effect the
     caller needs (eval mode: no BatchNorm statistics to update).
+
+    ``only_in_run=True`` captures only inside :meth:`run`: a model shared by
+    several stages keeps each stage's hooks, and the others must not clone
+    their taps on every forward that is not theirs.
     """
 
     def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = False,
-                 truncate: bool = False) -> None:
+                 truncate: bool = False, only_in_run: bool = False) -> None:
         self.model = model
         self.paths = list(dict.fromkeys(paths))
         self.clone = clone
@@ -253,6 +257,7 @@ class TapRecorder:
             raise ValueError("a forward that must return the model's output cannot be truncated")
         self.truncate = truncate and bool(self.paths)
         self._running = False  # truncation ends only this recorder's own `run`, never another caller's forward
+        self.only_in_run = only_in_run  # capture nothing in forwards that `run` did not start
         self.runner: Callable[..., Any] = model  # what `run` calls: the model, or a compiled wrapper of it
         self._values: dict[str, torch.Tensor] = {}
         self._versions: dict[str, int | None] = {}
@@ -285,7 +290,7 @@ class TapRecorder:
 
     def _module_hook(self, owner: nn.Module, module_path: str, requests: list[tuple[str, int | None]]):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if module is not owner:
+            if module is not owner or (self.only_in_run and not self._running):
                 return
             k = self._counts[module_path] = self._counts.get(module_path, 0) + 1
             for path, call in requests:
