@@ -49,18 +49,20 @@ class Checked:
         return "\n".join(d.format(self.sources) for d in self.diagnostics)
 
 
-def check_path(path: str | Path, *, skip=(), texts: dict | None = None, seed: int | None = None) -> Checked:
-    """Check a recipe file; `seed` overrides `runtime(seed=...)` for the models the shape pass builds."""
+def check_path(path: str | Path, *, skip=(), texts: dict | None = None, seed: int | None = None,
+               diagram: bool = True) -> Checked:
+    """Check a recipe file; `seed` overrides `runtime(seed=...)` for the models the shape pass builds;
+    without `diagram`, the IR's `dot` is left empty (for callers that never draw)."""
     program, diagnostics, sources = load_with_sources(path, None, texts)
-    return _check(program, diagnostics, sources, skip, seed)
+    return _check(program, diagnostics, sources, skip, seed, diagram)
 
 
-def check_text(text: str, file: str = "<string>", *, skip=()) -> Checked:
+def check_text(text: str, file: str = "<string>", *, skip=(), diagram: bool = True) -> Checked:
     program, diagnostics, sources = load_with_sources(file, text)
-    return _check(program, diagnostics, sources, skip, None)
+    return _check(program, diagnostics, sources, skip, None, diagram)
 
 
-def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip, seed) -> Checked:
+def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip, seed, diagram: bool) -> Checked:
     diagnostics = list(diagnostics)
     if program is None:
         return Checked(None, None, diagnostics, sources)
@@ -85,16 +87,16 @@ def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip,
             diagnostics.append(_internal(f"the `{check.__name__}` pass", program))
     ir = None
     if not any(d.severity == "error" for d in diagnostics) and not graph.resolution.external:
-        ir, problems = _lower_to_ir(graph, program, seed, shapes="shapes" not in skip)
+        ir, problems = _lower_to_ir(graph, program, seed, shapes="shapes" not in skip, diagram=diagram)
         diagnostics += problems
     return Checked(program, graph, _ordered(diagnostics), sources, ir)
 
 
-def _lower_to_ir(graph: RecipeGraph, program: Program, seed, *, shapes: bool) -> tuple:
+def _lower_to_ir(graph: RecipeGraph, program: Program, seed, *, shapes: bool, diagram: bool) -> tuple:
     """The IR and the shape pass's problems; the shape pass builds models from the recipe's values,
     so it runs only once those are sound (no errors so far)."""
     try:
-        ir = ir_passes.built(build_ir(graph, seed=seed))
+        ir = ir_passes.built(build_ir(graph, seed=seed, diagram=diagram))
     except Exception:
         return None, [_internal("building the IR", program)]
     if not shapes:

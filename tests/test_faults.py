@@ -132,7 +132,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_once_there_is_room(cle
     expected, _, _ = clean
     disk, kept = tmp_path / "disk", tmp_path / "kept"
     disk.mkdir()
-    kdlang = f"{sys.executable} -m kdlang {' '.join(ARGV)}"
+    kdlang = f"env OMP_NUM_THREADS=1 {sys.executable} -m kdlang {' '.join(ARGV)}"  # as the children: 1 thread
     script = f"""
 mount -t tmpfs -o size=260k tmpfs {disk}
 set +e

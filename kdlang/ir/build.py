@@ -38,9 +38,11 @@ COMPONENT_KINDS = ("model", "granularity", "branch")
 Env = dict[str, dict[str, Any]]  # a comprehension's loop variable -> its level: granularity, name, arguments
 
 
-def build(graph: RecipeGraph, *, seed: int | None = None) -> N.Program:
-    """The IR of a checked recipe; `seed` overrides the recipe's `runtime(seed=...)`."""
-    return _Builder(graph).program(seed)
+def build(graph: RecipeGraph, *, seed: int | None = None, diagram: bool = True) -> N.Program:
+    """The IR of a checked recipe; `seed` overrides the recipe's `runtime(seed=...)`. Without
+    `diagram` the program's `dot` is empty: the language server checks on every pause in typing
+    and never draws, and the drawing is a sixth of a check."""
+    return _Builder(graph).program(seed, diagram)
 
 
 class _Builder:
@@ -52,7 +54,7 @@ class _Builder:
         self.taps: dict[str, N.Tap] = {}
         self.terms: dict[str, T.Term] = {}
 
-    def program(self, seed: int | None) -> N.Program:
+    def program(self, seed: int | None, diagram: bool) -> N.Program:
         program, symbols = self.graph.program, self.symbols
         for decl in symbols.of_kind("data"):
             self.data[decl.key] = self._data(decl.key, cast(ast.Data, decl.node))
@@ -87,7 +89,7 @@ class _Builder:
             data=self.data, components={k: self.components[k] for k in declared_components},
             flow=tuple(k for k in flow if k in self.components), taps=self.taps, excites=excites, losses=losses,
             stages=tuple(self._stage(name, excites, losses) for name in self.graph.stages), report=self._report(),
-            runtime=runtime, seed=int(seed), dot=to_dot(self.graph))
+            runtime=runtime, seed=int(seed), dot=to_dot(self.graph) if diagram else "")
 
     # ---- values -------------------------------------------------------------------------
     def _value(self, node: ast.Expr, span: Span | None = None) -> N.Value:

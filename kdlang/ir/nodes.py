@@ -203,7 +203,7 @@ class Program:
     report: Report
     runtime: dict[str, Value]  # `runtime(...)` as written (later statements win)
     seed: int
-    dot: str  # the recipe's diagram (DOT text), drawn by the front end from the checked graph
+    dot: str  # the recipe's diagram (DOT text), drawn by the front end from the checked graph; "" if not asked for
     meta: dict[str, Any] = attrs.field(factory=dict)  # facts passes add (see kdlang.ir.shapes)
 
     def stage(self, name: str) -> Stage:

@@ -135,7 +135,7 @@ def check_document(file: str, text: str, texts: dict, *, shapes: bool, on_disk: 
     `texts` standing in for their files. `on_disk`: `file` is a real path, so its `use`s resolve."""
     skip = () if shapes else NO_SHAPES
     if not on_disk:
-        return check_text(text, file, skip=skip)
+        return check_text(text, file, skip=skip, diagram=False)
     overlay = _OpenTexts(texts)
     overlay[os.path.realpath(file)] = text
-    return check_path(file, skip=skip, texts=overlay)  # the root is read from the overlay, never from disk
+    return check_path(file, skip=skip, texts=overlay, diagram=False)  # the root is read from the overlay, never from disk
