@@ -1,7 +1,7 @@
 """Kill real kdlang processes at chosen instants, resume them, and read what a user takes away.
 
-Each run is a child process forked from a server that has already imported torch and kdlang, so
-a child costs a training run, not an interpreter start. A child can be told to send itself a
+Each run is a child process forked from a server that has already imported torch and kdlang
+(`processes`), so a child costs a training run, not an interpreter start. A child can be told to send itself a
 signal at its Nth durable-write boundary (`kdlang.runtime.durable.at_boundary`: before, during
 and after every file a run writes), or the parent can signal it at a random moment.
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
 import signal
 import sys
@@ -22,28 +21,17 @@ from pathlib import Path
 
 import torch
 
-CONTEXT = multiprocessing.get_context("forkserver")
-# what every child imports anyway, loaded once in the fork server: a child then costs its run, not
-# its imports (the check's networkx, the TensorBoard writer, the report's matplotlib and pygments)
-CONTEXT.set_forkserver_preload([
-    "torch", "torch._dynamo", "torch._refs", "torch._decomp.decompositions", "torch.utils.tensorboard",
-    "kdlang.cli", "kdlang.api", "kdlang.check", "kdlang.commands", "kdlang.lower.recipe", "kdlang.runtime.run",
-    "kdlang.runtime.data", "kdlang.runtime.export", "kdlang.runtime.operative", "kdlang.library.catalog",
-    "kdlang.library.datasets", "kdlang.library.losses", "kdlang.library.models", "kdlang.plugins",
-    "kdlang.report", "kdlang.report.page", "kdlang.report.plots", "kdlang.report.tables",
-    "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.ticker", "networkx", "graphviz", "lark",
-    "pygments.lexers", "safetensors.torch", "PIL.PngImagePlugin"])
+from processes import CONTEXT, enter, redirect
+
 EXPORTS = ("student.pt", "models", "components")
 TEXTS = ("summary.md", "recipe.kd", "run.json", "recipe.dot")
 
 
 def _child(argv, kill_at, signum, log_path, trace_path, cwd):
     """Run `kdlang ARGV` with its output in `log_path`; signal itself at boundary `kill_at`."""
-    os.chdir(cwd)
-    torch.set_num_threads(1)  # children run two at a time on two cores: more threads only contend
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
+    enter(cwd)
+    redirect(1, log_path)
+    redirect(2, log_path)
     from kdlang.cli import main
     from kdlang import durable
 

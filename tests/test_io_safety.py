@@ -6,7 +6,7 @@
 - `kdlang fmt` replaces a file atomically: on a write error the original is byte-identical.
 - `kdlang 1 fragment` files check on their own, as libraries.
 
-Anything that could hang runs in a subprocess under a timeout.
+Anything that could hang runs in a child process under a timeout (`processes`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import processes
 from kdlang.check import check_path
 from kdlang.cli import main
 from kdlang.syntax.loader import MAX_RECIPE_BYTES, UnreadableRecipe, read_recipe_file
@@ -42,13 +43,13 @@ report top1 on test
 UNFORMATTED = RECIPE.replace("loss ce = ce", "loss   ce   =   ce")
 
 
-def kdlang(*args, timeout=60, stdin=subprocess.DEVNULL):
-    """(status, stdout, stderr, seconds) of `python -m kdlang ARGS`; a hang fails the test, not the suite."""
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "kdlang", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, stdin=stdin)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.returncode, done.stdout, done.stderr, time.monotonic() - started
+def kdlang(*args, timeout=60, stdin=None):
+    """(status, stdout, stderr, seconds) of `kdlang ARGS` in a child process; a hang fails the test,
+    not the suite. `stdin`: a file to read as standard input."""
+    with tempfile.TemporaryDirectory() as folder:
+        done = processes.kdlang(*args, folder=Path(folder), stdin=stdin, timeout=timeout)
+    assert "Traceback" not in done.err, done.err
+    return done.code, done.out, done.err, done.seconds
 
 
 def one_line(text: str) -> str:
@@ -100,8 +101,7 @@ def test_a_huge_file_or_input_is_refused(tmp_path):
     big.write_bytes(b"#" * (MAX_RECIPE_BYTES + 1))
     with pytest.raises(UnreadableRecipe, match="over 1 MiB"):
         read_recipe_file(big)
-    with open("/dev/zero", "rb") as zeros:
-        code, _, err, _ = kdlang("fmt", "-", stdin=zeros)
+    code, _, err, _ = kdlang("fmt", "-", stdin="/dev/zero")
     assert code == 2 and "cannot read <stdin>: it is over 1 MiB" in one_line(err)
 
 

@@ -7,10 +7,9 @@ purpose by the acme test plugin's `biasednet`: fp32 learns the stripes, bf16 can
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+import processes
 
 TESTS = Path(__file__).parent
 RECIPE = """\
@@ -29,30 +28,29 @@ runtime(amp="bf16", device="cpu")
 """
 
 
-def train(tmp_path: Path, model: str) -> tuple[subprocess.CompletedProcess, Path]:
+def train(tmp_path: Path, model: str) -> tuple[processes.Done, Path]:
     recipe = tmp_path / f"{model}.kd"
     recipe.write_text(RECIPE.format(model=model))
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS / "plugins"), str(TESTS.parent)])}
-    done = subprocess.run([sys.executable, "-m", "kdlang", "compile", str(recipe), "--run", "--out", str(out),
-                           "--plugin", "acme_kd"], capture_output=True, text=True, env=env, timeout=300)
+    done = processes.kdlang("compile", recipe, "--run", "--out", out, "--plugin", "acme_kd", folder=tmp_path / "log",
+                            path=(TESTS / "plugins",), timeout=300)
     return done, out
 
 
 def test_bf16_that_erases_batchnorm_s_input_stops_the_run_with_the_fix(tmp_path):
     done, out = train(tmp_path, "biasednet")
-    assert done.returncode == 1, done.stderr
-    message = done.stderr.strip().splitlines()[-1]
+    assert done.code == 1, done.err
+    message = done.err.strip().splitlines()[-1]
     assert message.startswith("kdlang: bf16 autocast lost ")
     assert "in a 50-step probe before stage train trained" in message and 'runtime(amp="off")' in message
     assert "no checkpoint was written yet" in message  # the untrusted epoch was not committed
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.err
 
 
 def test_bf16_that_keeps_fp32_s_accuracy_trains_and_records_the_gap(tmp_path):
     done, out = train(tmp_path, "tinynet")
-    assert done.returncode == 0, done.stderr
-    assert "bf16 parity of student on 64 held-out images: fp32" in done.stdout
+    assert done.code == 0, done.err
+    assert "bf16 parity of student on 64 held-out images: fp32" in done.out
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     gaps = [row["bf16_gap"] for row in rows]
     assert len(gaps) == 1 and all(abs(gap) <= 2.0 for gap in gaps)
