@@ -27,7 +27,7 @@ EXPORTS = ("student.pt", "models", "components")
 TEXTS = ("summary.md", "recipe.kd", "run.json", "recipe.dot")
 
 
-def _child(argv, kill_at, signum, log_path, trace_path, cwd):
+def _child(argv, kill_at, signum, log_path, trace_path, cwd, sketch):
     """Run `kdlang ARGV` with its output in `log_path`; signal itself at boundary `kill_at`."""
     enter(cwd)
     redirect(1, log_path)
@@ -46,6 +46,8 @@ def _child(argv, kill_at, signum, log_path, trace_path, cwd):
             os.kill(os.getpid(), signum)
 
     durable.at_boundary = boundary
+    if sketch:
+        _sketch_plots()
     try:
         code = main(argv)
     finally:
@@ -55,6 +57,15 @@ def _child(argv, kill_at, signum, log_path, trace_path, cwd):
             Path(trace_path).write_text("\n".join(seen) + "\n")
     outcome.write_text(str(code))
     os._exit(code)
+
+
+def _sketch_plots() -> None:
+    """Stand in for matplotlib in the run's report: the same PNG files are written, at the same
+    boundaries, holding a few bytes. Drawing is half of this small run's time, and the pictures'
+    contents are not what a kill test compares (tests/test_report.py checks them)."""
+    from kdlang.report import plots
+
+    plots._png = lambda runs, drawn, rows_of, title: b"\x89PNG\r\n\x1a\n" + repr((title, drawn)).encode()
 
 
 def _outcome_path(log_path) -> str:
@@ -75,12 +86,13 @@ def _exit_code(child, log: Path, sent: int | None) -> int:
 
 
 def run(argv, log: Path, *, kill_at=None, signum=signal.SIGKILL, trace=None, signal_after=None,
-        timeout=180, cwd=None) -> int:
+        timeout=180, cwd=None, sketch=False) -> int:
     """Exit code of `kdlang ARGV` in a child (negative: killed by that signal). `signal_after`
-    seconds: the parent sends `signum` then (a random-instant fault)."""
+    seconds: the parent sends `signum` then (a random-instant fault). `sketch`: the report's
+    pictures are stood in for (`_sketch_plots`)."""
     Path(_outcome_path(log)).unlink(missing_ok=True)
     child = CONTEXT.Process(target=_child, args=(argv, kill_at, signum, str(log), trace and str(trace),
-                                                  str(cwd or os.getcwd())))
+                                                  str(cwd or os.getcwd()), sketch))
     child.start()
     sent = None
     if signal_after is not None:
@@ -96,13 +108,13 @@ def run(argv, log: Path, *, kill_at=None, signum=signal.SIGKILL, trace=None, sig
     return _exit_code(child, log, sent)
 
 
-def finish(recipe_argv, folder: Path, log: Path, *, before=None) -> int:
+def finish(recipe_argv, folder: Path, log: Path, *, sketch=False) -> int:
     """Resume `folder` as a user would after a crash: `--resume`, or, if the run says it never
     started, start it afresh as the message advises. Returns the exit code of the last attempt."""
-    code = run([*recipe_argv, "--resume", str(folder)], log)
+    code = run([*recipe_argv, "--resume", str(folder)], log, sketch=sketch)
     text = log.read_text()
     if code == 2 and ("not a kdlang run" in text or "no such run directory" in text):
-        code = run([*recipe_argv, "--out", str(folder), "--overwrite"], log)
+        code = run([*recipe_argv, "--out", str(folder), "--overwrite"], log, sketch=sketch)
     return code
 
 

@@ -50,16 +50,18 @@ def distinct_states(boundaries) -> list[int]:
 
 
 def kill_and_resume(root: Path, expected: dict, kill_at: int, signum=signal.SIGKILL) -> str | None:
-    """None if a run stopped by `signum` at boundary `kill_at` resumes to `expected`, else why not."""
+    """None if a run stopped by `signum` at boundary `kill_at` resumes to `expected`, else why not.
+    A kill comes at a write, never inside a drawing: those runs' report pictures are sketched."""
     folder, log = root / f"at{kill_at}-{signum}", root / f"at{kill_at}-{signum}.log"
-    code = F.run([*ARGV, "--out", str(folder)], log, kill_at=kill_at, signum=signum)
+    sketch = signum == signal.SIGKILL
+    code = F.run([*ARGV, "--out", str(folder)], log, kill_at=kill_at, signum=signum, sketch=sketch)
     if signum == signal.SIGKILL and code != -signal.SIGKILL:
         return f"not killed (exit {code})"
     if signum != signal.SIGKILL:
         text = log.read_text()
         if code != 130 or "kdlang: interrupted; " not in text or "Traceback" in text:
             return f"interrupt gave exit {code}: {text[-500:]}"
-    return verdict(folder, log, expected, F.finish(ARGV, folder, log))
+    return verdict(folder, log, expected, F.finish(ARGV, folder, log, sketch=sketch))
 
 
 def verdict(folder: Path, log: Path, expected: dict, code: int) -> str | None:
