@@ -3,7 +3,8 @@
 Each step runs only if the one before left something to work on; every problem is a diagnostic.
 A pass that crashes is a kdlang bug: it is reported as an internal error at the recipe, never as a
 traceback, and the remaining passes still run. A recipe without errors leaves with its IR
-(`Checked.ir`), annotated by the shape pass unless that was skipped.
+(`Checked.ir`), annotated by the shape pass unless that was skipped; `skip=("ir",)` stops before
+the IR (the language server's quick check reads only diagnostics and symbols).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip,
         except Exception:
             diagnostics.append(_internal(f"the `{check.__name__}` pass", program))
     ir = None
-    if not any(d.severity == "error" for d in diagnostics) and not graph.resolution.external:
+    if "ir" not in skip and not any(d.severity == "error" for d in diagnostics) and not graph.resolution.external:
         ir, problems = _lower_to_ir(graph, program, seed, shapes="shapes" not in skip, diagram=diagram)
         diagnostics += problems
     return Checked(program, graph, _ordered(diagnostics), sources, ir)
