@@ -302,3 +302,21 @@ def test_fsp_taps_give_repdistillers_maps(teacher, student, ok):
     else:
         with pytest.raises(losses.ShapeError):
             losses.build("fsp", s_shape=shapes[student], t_shape=shapes[teacher])
+
+
+def test_tracing_leaves_the_model_exactly_as_it_was():
+    """The shape pass traces the very models a run then trains: a traced model's weights and
+    BatchNorm statistics are bit-identical to before, and a lazy module is not materialised."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))
+    model[1].running_mean.normal_()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [tap.name for tap in list_taps(model, (3, 8, 8))]
+    assert names[:2] == ["0", "1"]
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training
+
+    lazy = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(5))
+    assert [tap.shape for tap in list_taps(lazy, (3, 8, 8))][-1] == (5,)
+    assert isinstance(lazy[2], nn.LazyLinear) and isinstance(lazy[2].weight, nn.parameter.UninitializedParameter)
