@@ -7,7 +7,7 @@ its overhead lives. Then cProfile lists the Python functions that take the most 
 forward and backward in the stage machinery (`kdlang/lower`, the tap recorder): the per-step cost of
 interpreting the compiled stage.
 
-    .venv/bin/python benchmarks/profile_step.py                 # fitnet and crd, -n 10: ~5 min
+    .venv/bin/python benchmarks/profile_step.py                 # every arm of step.py, -n 10: ~4 min
     .venv/bin/python benchmarks/profile_step.py --methods kd -n 4 --no-write
 """
 
@@ -85,7 +85,7 @@ def python_overhead(arm, batches, steps: int, top: int = 8) -> list[tuple[str, f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="fitnet,crd", help=f"of {','.join(METHODS)}")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated; default: every arm of step.py")
     parser.add_argument("-n", type=int, default=10, help="timed steps per arm")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")

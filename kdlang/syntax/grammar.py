@@ -15,9 +15,9 @@ import functools
 import os
 import re
 import threading
-from pathlib import Path
 from collections import defaultdict
 from importlib import resources
+from pathlib import Path
 
 import lark
 from lark.lexer import PatternStr
