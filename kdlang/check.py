@@ -3,8 +3,10 @@
 Each step runs only if the one before left something to work on; every problem is a diagnostic.
 A pass that crashes is a kdlang bug: it is reported as an internal error at the recipe, never as a
 traceback, and the remaining passes still run. A recipe without errors leaves with its IR
-(`Checked.ir`), annotated by the shape pass unless that was skipped; `skip=("ir",)` stops before
-the IR (the language server's quick check reads only diagnostics and symbols).
+(`Checked.ir`), annotated by the shape pass unless that was skipped. Besides pass names, `skip`
+takes "shapes" (no shape pass), "diagram" (the IR's `dot` left empty, for callers that never
+draw) and "ir" (stop before the IR: the language server's quick check reads only diagnostics and
+symbols).
 """
 
 from __future__ import annotations
@@ -50,20 +52,18 @@ class Checked:
         return "\n".join(d.format(self.sources) for d in self.diagnostics)
 
 
-def check_path(path: str | Path, *, skip=(), texts: dict | None = None, seed: int | None = None,
-               diagram: bool = True) -> Checked:
-    """Check a recipe file; `seed` overrides `runtime(seed=...)` for the models the shape pass builds;
-    without `diagram`, the IR's `dot` is left empty (for callers that never draw)."""
+def check_path(path: str | Path, *, skip=(), texts: dict | None = None, seed: int | None = None) -> Checked:
+    """Check a recipe file; `seed` overrides `runtime(seed=...)` for the models the shape pass builds."""
     program, diagnostics, sources = load_with_sources(path, None, texts)
-    return _check(program, diagnostics, sources, skip, seed, diagram)
+    return _check(program, diagnostics, sources, skip, seed)
 
 
-def check_text(text: str, file: str = "<string>", *, skip=(), diagram: bool = True) -> Checked:
+def check_text(text: str, file: str = "<string>", *, skip=()) -> Checked:
     program, diagnostics, sources = load_with_sources(file, text)
-    return _check(program, diagnostics, sources, skip, None, diagram)
+    return _check(program, diagnostics, sources, skip, None)
 
 
-def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip, seed, diagram: bool) -> Checked:
+def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip, seed) -> Checked:
     diagnostics = list(diagnostics)
     if program is None:
         return Checked(None, None, diagnostics, sources)
@@ -88,7 +88,8 @@ def _check(program: Program | None, diagnostics: list, sources: SourceMap, skip,
             diagnostics.append(_internal(f"the `{check.__name__}` pass", program))
     ir = None
     if "ir" not in skip and not any(d.severity == "error" for d in diagnostics) and not graph.resolution.external:
-        ir, problems = _lower_to_ir(graph, program, seed, shapes="shapes" not in skip, diagram=diagram)
+        ir, problems = _lower_to_ir(graph, program, seed, shapes="shapes" not in skip,
+                                     diagram="diagram" not in skip)
         diagnostics += problems
     return Checked(program, graph, _ordered(diagnostics), sources, ir)
 

@@ -276,12 +276,13 @@ def _user_errors() -> tuple:
 
 
 def _checked(path: str, *, shapes: bool = True):
-    """The check of `check` and `render`: neither runs the IR, so the IR's diagram is not drawn."""
+    """The check of `check` and `render`: neither runs the IR, so the IR's diagram is not drawn
+    (`render` draws from the checked graph)."""
     from kdlang.check import check_path
     from kdlang.syntax.loader import UnreadableRecipe
 
     try:
-        return check_path(path, skip=() if shapes else ("shapes",), diagram=False)
+        return check_path(path, skip=("diagram",) if shapes else ("diagram", "shapes"))
     except UnreadableRecipe as exc:
         raise UsageError(str(exc)) from None
 

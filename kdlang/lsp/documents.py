@@ -25,6 +25,7 @@ from kdlang.syntax.errors import SyntaxProblem
 from kdlang.syntax.parser import parse
 
 NO_SHAPES = ("shapes", "ir")  # the quick check answers diagnostics and symbols: no IR is read from it
+NEVER = ("diagram",)  # the server draws no diagram
 
 
 @attrs.define
@@ -133,9 +134,9 @@ def parse_document(text: str, file: str, version: int | None) -> Parsed:
 def check_document(file: str, text: str, texts: dict, *, shapes: bool, on_disk: bool) -> Checked:
     """`kdlang check` of one document's `text` (`--no-shapes` unless `shapes`), the open documents'
     `texts` standing in for their files. `on_disk`: `file` is a real path, so its `use`s resolve."""
-    skip = () if shapes else NO_SHAPES
+    skip = NEVER if shapes else NEVER + NO_SHAPES
     if not on_disk:
-        return check_text(text, file, skip=skip, diagram=False)
+        return check_text(text, file, skip=skip)
     overlay = _OpenTexts(texts)
     overlay[os.path.realpath(file)] = text
-    return check_path(file, skip=skip, texts=overlay, diagram=False)  # the root is read from the overlay, never from disk
+    return check_path(file, skip=skip, texts=overlay)  # the root is read from the overlay, never from disk

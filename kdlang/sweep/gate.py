@@ -18,7 +18,7 @@ def first_error(root: Path, recipe: str, sets: tuple[str, ...]) -> str | None:
     path = root / recipe
     try:
         texts = apply_overrides(path, sets) if sets else None
-        checked = check_path(path, texts=texts, skip=("shapes",), diagram=False)
+        checked = check_path(path, texts=texts, skip=("shapes", "diagram"))
     except (OverrideError, UnreadableRecipe) as exc:
         return f"kdlang: {exc}"
     if not checked.errors:
