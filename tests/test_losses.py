@@ -427,6 +427,21 @@ def test_at_value_grad_multi():
     check_value_and_grad(m, ref_at_pair, s1, t1)  # single pair as a bare tensor
 
 
+@pytest.mark.parametrize("p", [2.0, 4.0])
+def test_at_even_p_skips_the_abs_bit_for_bit(p):
+    from kdlang.library.losses.at import attention
+
+    f = rnd(4, 8, 5, 5, seed=30).float().requires_grad_()  # float32, as it trains
+    weight = rnd(4, 25, seed=31).float()
+    results = []
+    for power in (lambda x: x.abs().pow(p), None):  # the paper's |f|^p as written, then the loss's own
+        f.grad = None
+        a = F.normalize(power(f).mean(dim=1).reshape(4, -1), dim=1) if power else attention(f, p)
+        (a * weight).sum().backward()
+        results.append((a.detach(), f.grad.clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
 def test_at_edges():
     m = losses.build("at")
     s = rnd(1, 3, 3, 3, seed=26, grad=True)

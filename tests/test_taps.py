@@ -235,6 +235,74 @@ def test_inplace_overwrite_is_detected_or_cloned():
         assert (rec["0"] < 0).any()
 
 
+
+class _Outputs:
+    """The very tensors a module returns, forward after forward (to tell a copy from the original)."""
+
+    def __init__(self, module: nn.Module):
+        self.seen: list[torch.Tensor] = []
+        module.register_forward_hook(lambda m, i, o: self.seen.append(o))
+
+
+@pytest.mark.parametrize("context", [torch.enable_grad, torch.no_grad, torch.inference_mode])
+def test_auto_clone_copies_only_the_taps_modified_in_place(context):
+    net = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU(inplace=True), nn.Linear(4, 2)).eval()
+    linear = _Outputs(net[0])
+    expected = TapRecorder(net, ["0", "1"], clone=True)
+    rec = TapRecorder(net, ["0", "1"], clone="auto")
+    for step in range(3):
+        x = torch.randn(8, 4) - 3  # mostly negative before the in-place ReLU
+        with context():
+            values = rec.run(x)
+            original = linear.seen[-1]
+            reference = expected.run(x)
+        assert (values["1"] < 0).any(), "the ReLU's in-place write reached the BN tap"
+        torch.testing.assert_close(values["1"], reference["1"])
+        torch.testing.assert_close(values["0"], reference["0"])
+        # the first forward copies everything while it watches; later ones keep the Linear's own output
+        assert (values["0"] is original) == (step > 0)
+
+
+def test_auto_clone_learns_each_mode_apart():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5, inplace=True))  # writes in place in training only
+    linear = _Outputs(net[0])
+    rec = TapRecorder(net, ["0"], clone="auto")
+    x = torch.randn(64, 4)
+    for _ in range(2):
+        net.eval()
+        with torch.no_grad():
+            rec.run(x)
+        net.train()
+        values = rec.run(x)
+        assert values["0"] is not linear.seen[-1]
+        # not zeroed nor rescaled by the dropout
+        torch.testing.assert_close(values["0"], torch.nn.functional.linear(x, net[0].weight, net[0].bias))
+    net.eval()
+    with torch.no_grad():
+        assert rec.run(x)["0"] is linear.seen[-1]
+
+
+def test_auto_clone_has_the_arithmetic_of_a_copy_free_recorder():
+    """Where nothing writes in place, "auto" drops the copies after the first forward, and with
+    them the extra autograd node that changed the order in which a tapped tensor's gradients sum
+    (layer1 feeds layer2's block, its shortcut and the tap): bit for bit what plain hooks give."""
+    a, b = make_resnet8().train(), make_resnet8().train()
+    x = torch.randn(4, 3, 32, 32)
+    for model, clone in ((a, False), (b, "auto")):
+        rec = TapRecorder(model, ["layer1", "layer2", "layer3"], clone=clone, only_in_run=True)
+        for _ in range(2):
+            model.zero_grad()
+            values = rec.run(x)
+            sum(v.pow(2).mean() for v in values.values()).backward()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert (p.grad is None and q.grad is None) or torch.equal(p.grad, q.grad), name
+    assert all(torch.equal(u, v) for u, v in zip(a.buffers(), b.buffers()))
+
+
+def test_clone_must_be_true_false_or_auto():
+    with pytest.raises(ValueError, match="auto"):
+        TapRecorder(nn.Linear(2, 2), ["output"], clone="yes")
+
 # RepDistiller's pre-activation stage outputs (`preact=True`, the features AB reads), as kdlang taps:
 # the last block's `preact` for CIFAR ResNets, the BN that opens what follows each stage for WRNs,
 # the last BN of each stage for VGG (four stages there: RepDistiller's block1..block4).

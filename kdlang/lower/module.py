@@ -91,10 +91,12 @@ class StageModule(nn.Module):
         """Run every model of the stage through `torch.compile` (its tap hooks traced with it). The
         models themselves stay as they are, for later stages, checkpoints and export. Truncated
         forwards end by an exception, which would break the compiled graph: compiled models run
-        to their end."""
+        to their end, and copy every tap (a first run that probes which taps need a copy would
+        switch grad modes inside the compiled graph)."""
         for recorder in self._recorders.values():
             recorder.runner = torch.compile(recorder.model)
             recorder.truncate = False
+            recorder.clone = True
 
     def freeze_others(self) -> None:
         for name in self.order:
@@ -199,9 +201,9 @@ class StageModule(nn.Module):
 
         recorder = self._recorders.get(name)
         if recorder is None:
-            # clone: a later in-place op (ReLU(inplace=True)) must not change a captured tap
+            # clone="auto": copy the taps a later in-place op (ReLU(inplace=True)) would change, only those
             # only_in_run: a later stage's forwards of the same model must not wake this stage's hooks
-            recorder = self._recorders[name] = TapRecorder(module, paths, clone=True, truncate=truncate,
+            recorder = self._recorders[name] = TapRecorder(module, paths, clone="auto", truncate=truncate,
                                                            only_in_run=True)
         return recorder
 

@@ -254,7 +254,12 @@ class TapRecorder:
     ``clone=True`` copies each captured tensor, for models that later modify
     a tapped tensor in place (torchvision's ``ReLU(inplace=True)``, ``+=``);
     without it such a tap raises :class:`TapError` when read instead of
-    silently returning the modified values.
+    silently returning the modified values. ``clone="auto"`` copies only the
+    taps that need it: the first :meth:`run` in each mode (train/eval) copies
+    every tap and watches the originals' version counters (outside inference
+    mode, which has none), and later runs copy just the taps that forward
+    modified in place. A copy costs a pass over the tensor, and one more in
+    the backward for a student's tap.
 
     ``truncate=True`` ends a forward started by :meth:`run` (raising
     :class:`ForwardComplete`, which it catches) as soon as every tap is captured: a frozen teacher
@@ -267,11 +272,15 @@ class TapRecorder:
     their taps on every forward that is not theirs.
     """
 
-    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool = False,
+    def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool | str = False,
                  truncate: bool = False, only_in_run: bool = False) -> None:
+        if clone not in (True, False, "auto"):
+            raise ValueError(f"clone must be True, False or 'auto', not {clone!r}")
         self.model = model
         self.paths = list(dict.fromkeys(paths))
         self.clone = clone
+        self._copied: dict[bool, frozenset[str]] = {}  # clone="auto": per training mode, the taps to copy
+        self._probe: dict[str, tuple[torch.Tensor, int]] | None = None  # originals watched by a first run
         if truncate and OUTPUT in self.paths:
             raise ValueError("a forward that must return the model's output cannot be truncated")
         self.truncate = truncate and bool(self.paths)
@@ -323,15 +332,29 @@ class TapRecorder:
         tensor = first_tensor(output)
         if tensor is None:
             raise TapError(f"tap `{path}` produced no tensor ({type(output).__name__})")
-        if self.clone:
+        if self._probe is not None:
+            self._probe[path] = (tensor, _version(tensor))
+        if self._copies(path):
             tensor = tensor.clone()
         self._values[path] = tensor
         self._versions[path] = _version(tensor)
         if self.truncate and self._running and len(self._values) == len(self.paths):
             raise ForwardComplete
 
+    def _copies(self, path: str) -> bool:
+        if self.clone != "auto":
+            return bool(self.clone)
+        copied = self._copied.get(self.model.training) if self._running else None
+        return copied is None or path in copied
+
     def run(self, *args: Any) -> dict[str, torch.Tensor]:
         """The model's forward on `args`, as far as the taps need it; the captured tensors."""
+        if self.clone == "auto" and self.model.training not in self._copied:
+            return self._probing_run(args)
+        self._forward(args)
+        return self.values
+
+    def _forward(self, args: tuple) -> None:
         self._running = True
         try:
             self.runner(*args)
@@ -339,16 +362,31 @@ class TapRecorder:
             pass
         finally:
             self._running = False
+
+    def _probing_run(self, args: tuple) -> dict[str, torch.Tensor]:
+        """`run` copying every tap and learning which ones this mode's forward modifies in place.
+        Inference tensors have no version counter, so under inference mode the forward runs
+        outside it, without gradients: the same arithmetic, and tensors that can still be watched."""
+        mode, self._probe = self.model.training, {}
+        try:
+            if torch.is_inference_mode_enabled():
+                with torch.inference_mode(False), torch.no_grad():
+                    self._forward(args)
+            else:
+                self._forward(args)
+            self._copied[mode] = frozenset(p for p, (t, v) in self._probe.items() if v is None or _version(t) != v)
+        finally:
+            self._probe = None
         return self.values
 
     @property
     def values(self) -> dict[str, torch.Tensor]:
         """Captured tensors of the last forward, checked for later in-place modification (a clone
         is the recorder's own: nothing else can modify it)."""
-        if self.clone:
+        if self.clone is True:
             return dict(self._values)
         for path, tensor in self._values.items():
-            if _version(tensor) != self._versions[path]:
+            if (version := _version(tensor)) is not None and version != self._versions[path]:
                 raise TapError(
                     f"tap `{path}` was modified in place after it was captured; use TapRecorder(..., clone=True)"
                 )
@@ -381,7 +419,4 @@ class TapRecorder:
 
 def _version(tensor: torch.Tensor) -> int | None:
     """In-place modification counter; inference tensors have none."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
+    return None if tensor.is_inference() else tensor._version
