@@ -15,7 +15,7 @@ import stat
 import sys
 from pathlib import Path
 
-from kdlang import terminal
+from kdlang import startup, terminal
 
 EXIT_OK, EXIT_RECIPE, EXIT_USAGE = 0, 1, 2
 ENV_PLUGINS = "KDLANG_PLUGINS"  # kdlang.plugins.ENV, named here so `--help` imports nothing
@@ -229,6 +229,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+# What a command is sure to import, imported first the way kdlang.startup says (the others, `fmt`,
+# `completion`, `table`, import nothing heavy)
+_FRONT_END = ("torch", "kdlang.check")
+HEAVY_IMPORTS = {"check": _FRONT_END, "render": _FRONT_END, "compile": _FRONT_END, "taps": _FRONT_END,
+                 "export": _FRONT_END, "sweep": _FRONT_END, "lsp": _FRONT_END}
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -242,6 +249,7 @@ def main(argv=None) -> int:
     if getattr(args, "debug", False):
         os.environ["KDLANG_VERIFY_IR"] = "1"  # read by kdlang.ir.passes (and by `--nproc` workers)
     try:
+        startup.import_frozen(*HEAVY_IMPORTS.get(args.command, ()))
         if hasattr(args, "plugin"):
             _enable_plugins(args.plugin)
         handler = globals()[f"_cmd_{args.command}"]

@@ -73,6 +73,28 @@ def test_check_and_load_build_each_model_once(monkeypatch):
     assert sorted(built) == ["resnet110", "resnet20"]
 
 
+def test_each_architecture_is_traced_once_per_process(monkeypatch, tmp_path):
+    """Two recipes over the same two networks (another seed, other weights): the second check
+    reuses the first's taps; a plugin's model, whose code can change, is traced every time."""
+    traced = []
+    original = models.list_taps
+
+    def counting(model, input_shape):
+        traced.append(type(model).__name__)
+        return original(model, input_shape)
+
+    monkeypatch.setattr(models, "list_taps", counting)
+    monkeypatch.setattr(S, "_TRACES", {})
+    first = check_path(CIFAR)
+    other = tmp_path / "other.kd"
+    other.write_text(CIFAR.read_text().replace('use "', f'use "{CIFAR.parent}/') + "\nruntime(seed=7)\n")
+    second = check_path(other)
+    assert first.ok and second.ok, second.format()
+    assert sorted(traced) == ["CifarResNet", "CifarResNet"]
+    assert S.of(first.ir).tensors == S.of(second.ir).tensors
+    assert models.architecture("resnet20", 100, 3, {}) != models.architecture("resnet20", 10, 3, {})
+
+
 EXPRESSIONS = """
 kdlang 1
 data synthetic(shape=[1, 12, 12], classes=3, size=48, test_size=16, batch=16, val=16)

@@ -8,7 +8,7 @@ Zoo models share one layout: stages ``layer1``..``layer3``/``layer4``
 classifier ``fc`` as the last child; ``forward`` returns logits only.
 """
 
-from .registry import ModelInfo, UnknownModelError, build, info, names, plugin_names
+from .registry import ModelInfo, UnknownModelError, architecture, build, info, names, plugin_names
 from .taps import TapError, TapInfo, TapRecorder, format_taps, list_taps, resolve
 from .timm_models import TimmNotInstalled, timm_available
 
@@ -19,6 +19,7 @@ __all__ = [
     "TapRecorder",
     "TimmNotInstalled",
     "UnknownModelError",
+    "architecture",
     "build",
     "format_taps",
     "info",

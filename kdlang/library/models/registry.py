@@ -186,6 +186,15 @@ def info(name: str) -> ModelInfo:
     return ModelInfo(name, family, size, kwargs, description)
 
 
+def architecture(name: str, num_classes: int, in_channels: int | None, kwargs: dict[str, Any]) -> tuple | None:
+    """What decides the network `build(name, num_classes, in_channels, **kwargs)` makes, as a key
+    (its weights aside): equal keys, equal layers and shapes. None for a plugin's model, whose
+    code may change while a process runs (a language server's does)."""
+    if name in extensions.MODELS:
+        return None
+    return (name, num_classes, in_channels, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+
+
 def build(name: str, num_classes: int = DEFAULT_CLASSES, in_channels: int | None = None, **kwargs: Any) -> nn.Module:
     """Construct a fresh model by name: randomly initialised unless its keywords ask for pretrained
     weights (``weights=`` for ``tv.``, ``pretrained=``/``pretrained_file=`` for ``timm.``).
