@@ -299,6 +299,24 @@ def test_auto_clone_has_the_arithmetic_of_a_copy_free_recorder():
     assert all(torch.equal(u, v) for u, v in zip(a.buffers(), b.buffers()))
 
 
+def test_a_run_only_recorder_reads_the_output_without_hooks():
+    model = make_resnet8().eval()
+    x = torch.randn(2, 3, 32, 32)
+    rec = TapRecorder(model, ["output"], only_in_run=True)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    with torch.no_grad():
+        out = rec.run(x)["output"]
+        torch.testing.assert_close(out, model(x))
+        both = TapRecorder(model, ["layer2", "output"], only_in_run=True, clone="auto")
+        for _ in range(2):  # the probing first run, then one that keeps what the forward returned
+            values = both.run(x)
+            torch.testing.assert_close(values["output"], out)
+            torch.testing.assert_close(values["layer2"], model.layer2(model.layer1(model.stem(x))))
+        assert rec.values["output"] is out  # what its own last run captured, untouched by the other's runs
+    rec.remove(), both.remove()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
 def test_clone_must_be_true_false_or_auto():
     with pytest.raises(ValueError, match="auto"):
         TapRecorder(nn.Linear(2, 2), ["output"], clone="yes")

@@ -269,7 +269,8 @@ class TapRecorder:
 
     ``only_in_run=True`` captures only inside :meth:`run`: a model shared by
     several stages keeps each stage's hooks, and the others must not clone
-    their taps on every forward that is not theirs.
+    their taps on every forward that is not theirs. ``output`` is then read
+    from what the forward returns, without a hook.
     """
 
     def __init__(self, model: nn.Module, paths: Iterable[str], clone: bool | str = False,
@@ -299,14 +300,18 @@ class TapRecorder:
             if not module_path or module_path not in modules:
                 raise _unknown(path, model, [OUTPUT, *(p for p in modules if p)])
             wanted.setdefault(module_path, []).append((path, call))
+        # Captured only inside `run`, the output is what the forward returns: no hook needed, and a
+        # model with no other tap runs with no hook at all (torch's fast path for a module call).
+        self._output_returned = only_in_run and OUTPUT in self.paths
         # Hooks are closures, not bound methods: deepcopy (as list_taps does) treats functions
         # as atomic but would copy a bound method's recorder, captured tensors included.
-        self._handles = [model.register_forward_pre_hook(self._reset_hook(), prepend=True)]
+        self._handles = [model.register_forward_pre_hook(self._reset_hook(), prepend=True)] \
+            if wanted or not only_in_run else []
         for module_path, requests in wanted.items():
             module = modules[module_path]
             hook = self._module_hook(module, module_path, requests)
             self._handles.append(module.register_forward_hook(hook))
-        if OUTPUT in self.paths:
+        if OUTPUT in self.paths and not self._output_returned:
             self._handles.append(model.register_forward_hook(self._module_hook(model, "", [(OUTPUT, None)])))
 
     def _reset_hook(self):
@@ -356,8 +361,12 @@ class TapRecorder:
 
     def _forward(self, args: tuple) -> None:
         self._running = True
+        self._counts.clear()
+        self.clear()
         try:
-            self.runner(*args)
+            output = self.runner(*args)
+            if self._output_returned:
+                self._store(OUTPUT, output)
         except ForwardComplete:
             pass
         finally:
