@@ -281,7 +281,7 @@ class TapRecorder:
         self.paths = list(dict.fromkeys(paths))
         self.clone = clone
         self._copied: dict[bool, frozenset[str]] = {}  # clone="auto": per training mode, the taps to copy
-        self._probe: dict[str, tuple[torch.Tensor, int]] | None = None  # originals watched by a first run
+        self._probe: dict[str, tuple[torch.Tensor, int | None]] | None = None  # originals watched by a first run
         if truncate and OUTPUT in self.paths:
             raise ValueError("a forward that must return the model's output cannot be truncated")
         self.truncate = truncate and bool(self.paths)
