@@ -76,15 +76,18 @@ def test_check_and_load_build_each_model_once(monkeypatch):
 def test_each_architecture_is_traced_once_per_process(monkeypatch, tmp_path):
     """Two recipes over the same two networks (another seed, other weights): the second check
     reuses the first's taps; a plugin's model, whose code can change, is traced every time."""
+    from kdlang.library.models import tap_cache
+
     traced = []
-    original = models.list_taps
+    original = tap_cache.list_taps
 
     def counting(model, input_shape):
         traced.append(type(model).__name__)
         return original(model, input_shape)
 
-    monkeypatch.setattr(models, "list_taps", counting)
-    monkeypatch.setattr(S, "_TRACES", {})
+    monkeypatch.setattr(tap_cache, "list_taps", counting)
+    monkeypatch.setattr(tap_cache, "_MEMORY", {})
+    monkeypatch.setenv("KDLANG_NO_CACHE", "1")  # this process's memory only, not the user's disk
     first = check_path(CIFAR)
     other = tmp_path / "other.kd"
     other.write_text(CIFAR.read_text().replace('use "', f'use "{CIFAR.parent}/') + "\nruntime(seed=7)\n")

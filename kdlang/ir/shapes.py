@@ -38,7 +38,7 @@ class BuiltModel:
     module: torch.nn.Module
     input_shape: Shape  # one sample's, without the batch dimension
     classes: int
-    architecture: tuple | None = None  # `models.architecture`: what its taps depend on (None: trace it every time)
+    architecture: tuple | None = None  # `models.architecture`: what its taps depend on (None: traced every time)
 
 
 @attrs.define
@@ -148,29 +148,8 @@ def _models(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> N
         shapes.models[model.name] = BuiltModel(module, input_shape, classes, architecture)
 
 
-# (architecture, input shape) -> its taps, traced once per process: a language server re-checks
-# the same models at every save, and `kdlang check recipes/**/*.kd` or a sweep's gate meets the
-# same few architectures in hundreds of recipes. The oldest entry goes past TRACES_KEPT.
-_TRACES: dict[tuple, list[TapInfo]] = {}
-TRACES_KEPT = 64
-
-
-def _listed(built: BuiltModel) -> list[TapInfo]:
-    from kdlang.library.models import list_taps
-
-    key = (built.architecture, built.input_shape) if built.architecture is not None else None
-    taps = _TRACES.get(key) if key is not None else None
-    if taps is None:
-        taps = list_taps(built.module, built.input_shape)
-        if key is not None:
-            if len(_TRACES) >= TRACES_KEPT:
-                _TRACES.pop(next(iter(_TRACES)))
-            _TRACES[key] = taps
-    return taps
-
-
 def _taps(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> None:
-    from kdlang.library.models import TapError, resolve
+    from kdlang.library.models import TapError, resolve, tap_cache
 
     listed: dict[str, list[TapInfo] | None] = {}
     for tap in program.taps.values():
@@ -179,7 +158,8 @@ def _taps(program: N.Program, shapes: Shapes, problems: list[Diagnostic]) -> Non
             continue
         if tap.model.name not in listed:
             try:
-                listed[tap.model.name] = _listed(built)
+                # one trace per architecture, kept across checks and processes (kdlang.library.models.tap_cache)
+                listed[tap.model.name] = tap_cache.listing(built.module, built.input_shape, built.architecture)
             except Exception as exc:  # a model that cannot run on this input
                 problems.append(error(f"model `{tap.model.name}` cannot run on inputs of shape "
                                       f"{list(built.input_shape)}: {_message(exc)}", tap.model.call.span))

@@ -2,7 +2,8 @@
 
 This is the only module that talks to lark's parser: `parse_tree` runs it on one text, and the
 keyword sets are read off its terminals and rules, so a keyword is declared in one place only, the
-grammar. It imports nothing else from kdlang, so the error explainer and the parser can both use it.
+grammar. It imports nothing else from kdlang but the cache folder's place, so the error explainer and
+the parser can both use it.
 
 Each parse gets its own `_Scan` (the text and the comments met), which the lexer's hooks find
 through a context variable: two threads parsing at once never see each other's text or comments.
@@ -12,15 +13,15 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import os
 import re
 import threading
 from collections import defaultdict
 from importlib import resources
-from pathlib import Path
 
 import lark
 from lark.lexer import PatternStr
+
+from kdlang import user_cache
 
 
 @functools.cache
@@ -99,21 +100,11 @@ def lark_parser() -> lark.Lark:
 
 
 def parser_cache() -> str | None:
-    """Where the compiled grammar is kept: a file in the user's own cache folder (never a shared
-    temporary folder, which anyone could write a pickle into); None when that cannot be made,
-    or `KDLANG_NO_CACHE` is set."""
-    if os.environ.get("KDLANG_NO_CACHE"):
-        return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "kdlang"
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        owner = getattr(os, "getuid", None)
-        if (owner is not None and folder.stat().st_uid != owner()) or not os.access(folder, os.W_OK):
-            return None
-    except OSError:
-        return None
-    return str(folder / f"grammar-lark{lark.__version__}.cache")
+    """Where the compiled grammar is kept: a file in the user's own cache folder (lark's cache is a
+    pickle: never in a shared temporary folder); None when there is no such folder, or
+    `KDLANG_NO_CACHE` is set."""
+    folder = user_cache.folder()
+    return str(folder / f"grammar-lark{lark.__version__}.cache") if folder is not None else None
 
 
 def parse_tree(text: str) -> tuple[lark.Tree, list[lark.Token]]:
