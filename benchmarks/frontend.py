@@ -548,8 +548,8 @@ def report(args, imports, shipped, generated, started, load_after, resumed=0) ->
             w(f"| {label} | {sample.wall:.2f} / {sample.cpu:.2f} | {mods} |")
         w("\nEach figure is the median over fresh interpreters that keep compiled bytecode, as a user's "
           "Python does (`PYTHONDONTWRITEBYTECODE` unset), after one discarded interpreter that writes it and "
-          "kdlang's parser cache. \"Beyond `import torch`\" is kdlang's import and first check measured in "
-          "the same process that imported torch first. The cold checks import as `kdlang check` does "
+          "kdlang's parser cache and tap listings. \"Beyond `import torch`\" is kdlang's import and first "
+          "check measured in the same process that imported torch first. The cold checks import as `kdlang check` does "
           "(`kdlang.startup`): the cyclic collector off during the imports, everything they made then frozen "
           "(`gc.freeze`), so that later collections do not walk torch's objects again.\n")
 
