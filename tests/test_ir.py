@@ -75,7 +75,7 @@ def test_check_and_load_build_each_model_once(monkeypatch):
 
 def test_each_architecture_is_traced_once_per_process(monkeypatch, tmp_path):
     """Two recipes over the same two networks (another seed, other weights): the second check
-    reuses the first's taps; a plugin's model, whose code can change, is traced every time."""
+    reuses the first's taps (plugin models, traced every time: tests/test_tap_cache.py)."""
     from kdlang.library.models import tap_cache
 
     traced = []

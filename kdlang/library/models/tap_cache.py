@@ -59,8 +59,14 @@ def _key(architecture: tuple, shape: tuple[int, ...]) -> str:
     name = str(architecture[0])
     family = "torchvision" if name.startswith("tv.") else "timm" if name.startswith("timm.") else None
     parts = [repr(architecture), list(shape), __version__, torch.__version__, _sources_digest(),
-             metadata.version(family) if family else None]
+             _version_of(family) if family else None]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+@functools.cache
+def _version_of(distribution: str) -> str:
+    """Read from the installed metadata once a process: every check asks for each model's key."""
+    return metadata.version(distribution)
 
 
 @functools.cache

@@ -302,11 +302,11 @@ class TapRecorder:
             wanted.setdefault(module_path, []).append((path, call))
         # Captured only inside `run`, the output is what the forward returns: no hook needed, and a
         # model with no other tap runs with no hook at all (torch's fast path for a module call).
+        # `run` also resets the counters itself, so only a recorder of every forward needs a pre-hook.
         self._output_returned = only_in_run and OUTPUT in self.paths
         # Hooks are closures, not bound methods: deepcopy (as list_taps does) treats functions
         # as atomic but would copy a bound method's recorder, captured tensors included.
-        self._handles = [model.register_forward_pre_hook(self._reset_hook(), prepend=True)] \
-            if wanted or not only_in_run else []
+        self._handles = [] if only_in_run else [model.register_forward_pre_hook(self._reset_hook(), prepend=True)]
         for module_path, requests in wanted.items():
             module = modules[module_path]
             hook = self._module_hook(module, module_path, requests)
