@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kdlang.cli import main
 from kdlang.library.datasets import loading
+from kdlang.runtime import trainer
 from kdlang.runtime.data import Waited
 
 TINY = Path(__file__).parent / "recipes" / "two_stage.kd"
@@ -28,6 +29,15 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def _slow_collate(monkeypatch) -> None:
+    def slow_collate(items):
+        time.sleep(0.05)
+        return loading.collate.__wrapped__(items)
+
+    slow_collate.__wrapped__ = loading.collate
+    monkeypatch.setattr(loading, "collate", slow_collate)
+
+
 def test_every_training_epoch_records_its_data_wait_share(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["compile", str(TINY), "--run", "--out", str(out)]) == 0
@@ -37,14 +47,21 @@ def test_every_training_epoch_records_its_data_wait_share(tmp_path, capsys):
 
 
 def test_a_run_that_mostly_waits_for_data_is_told_about_workers(tmp_path, capsys, monkeypatch):
-    def slow_collate(items):
-        time.sleep(0.05)
-        return loading.collate.__wrapped__(items)
-
-    slow_collate.__wrapped__ = loading.collate
-    monkeypatch.setattr(loading, "collate", slow_collate)
+    monkeypatch.setattr(trainer, "DATA_WAIT_SECONDS", 0.1)  # the tiny recipe's epochs wait ~0.3 s
+    _slow_collate(monkeypatch)
     out = tmp_path / "run"
     assert main(["compile", str(TINY), "--run", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "of the epoch waited for data; data(..., workers=N)" in printed
     assert max(row["data_wait"] for row in _rows(out) if row["epoch"] >= 0) > 0.2
+
+
+def test_a_short_wait_is_not_worth_a_hint_whatever_its_share(tmp_path, capsys, monkeypatch):
+    """A tiny epoch on a busy machine can spend a large share of its fraction of a second in the
+    loader: no advice about workers until the wait itself is long."""
+    monkeypatch.setattr(trainer, "DATA_WAIT_SECONDS", 10.0)
+    _slow_collate(monkeypatch)
+    out = tmp_path / "run"
+    assert main(["compile", str(TINY), "--run", "--out", str(out)]) == 0
+    assert max(row["data_wait"] for row in _rows(out) if row["epoch"] >= 0) > 0.2
+    assert "waited for data" not in capsys.readouterr().out

@@ -21,6 +21,9 @@ from kdlang.runtime.policy import Policy
 from kdlang.runtime.rundir import Identity, RunDirError, RunDirectory
 from kdlang.runtime.guards import NonFiniteLoss  # noqa: F401 (run.py catches it from the trainer)
 
+DATA_WAIT_SHARE = 0.2    # an epoch that waits for data this share of its training time is told so,
+DATA_WAIT_SECONDS = 1.0  # once it waited this long: a sub-second wait is scheduling noise, not a loader
+
 
 class Trainer:
     """Runs the stages into a run directory, committing after every epoch and every stage (see
@@ -235,8 +238,9 @@ class Trainer:
                                    guards.Place(stage, 0, 0, self.out).checkpoint())
 
     def _hint_data_wait(self, stage: str, waited: float, training: float) -> None:
-        """Say once per stage when the step waits for data a large share of the epoch."""
-        if waited > 0.2 * training and stage not in self._hinted:
+        """Say once per stage when the step waits for data a large share of the epoch, and long enough
+        that more loader processes would save time a user notices."""
+        if waited > max(DATA_WAIT_SHARE * training, DATA_WAIT_SECONDS) and stage not in self._hinted:
             self._hinted.add(stage)
             self.log(f"stage {stage}: {100 * waited / training:.0f}% of the epoch waited for data; "
                      f"data(..., workers=N) loads batches in N background processes")
