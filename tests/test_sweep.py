@@ -107,6 +107,7 @@ def test_a_killed_sweep_skips_finished_runs_and_resumes_interrupted_ones(tmp_pat
     rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "1 run(s) finished earlier (skipped), 1 to resume" in rerun.stdout
+    assert rerun.stdout.index("runs into") < rerun.stdout.index("finished earlier")  # the header comes first
     assert (short / "journal.json").stat().st_mtime_ns == before
     runs = record(tmp_path)
     assert runs["sweep_tiny/epochs=20/s0"]["resumed"] is True and runs["sweep_tiny/epochs=1/s0"]["note"] == "finished earlier"

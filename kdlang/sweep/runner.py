@@ -90,8 +90,8 @@ class Sweep:
     def run(self) -> int:
         started = time.monotonic()
         with _locked(self.out), terminate_as_interrupt():
-            pending = self._skip_finished()
             self.say(f"sweep: {len(self.plan.runs)} runs into {self.plan.spec.out} ({self.launcher.describe()})")
+            pending = self._skip_finished()
             try:
                 while pending or self.active:
                     changed = self._start_ready(pending)
