@@ -62,6 +62,7 @@ def test_a_failed_grid_value_is_recorded_and_the_other_runs_finish_and_make_a_ta
     assert_two_done_two_failed(tmp_path)
     progress = [line for line in out.splitlines() if line.startswith("[")]
     assert len(progress) == 4 and progress[-1].startswith("[4/4]")
+    assert sum("done" in line and "  student test top1 " in line for line in progress) == 2  # whose value it is
     assert "sweep: 2 done, 2 failed of 4 runs" in out and REJECTED in out
     runs = record(tmp_path)
     assert runs["sweep_tiny/epochs=1/s1"]["factors"] == {"recipe": "sweep_tiny", "name": "sweep_tiny", "folder": ".",

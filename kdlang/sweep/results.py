@@ -53,7 +53,8 @@ class RunResult:
         if self.value is None:
             return "not finished"
         epoch = f" (epoch {self.epoch})" if self.epoch is not None else ""
-        return f"{self.split} {self.metric} {self.value:.2f}{epoch}"
+        head = f"{self.head} " if self.head else ""
+        return f"{head}{self.split} {self.metric} {self.value:.2f}{epoch}"
 
 
 def is_run(folder: Path) -> bool:
